@@ -1,0 +1,294 @@
+"""The contracts every layer shares (see DESIGN.md).
+
+Pixel space everywhere: every image tensor that crosses a module boundary is float32,
+``N×C×H×W``, with values in ``[0, 1]``. Normalisation lives inside ``Classifier``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+# --------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------
+
+
+class Classifier(nn.Module):
+    """Wraps any torch image model: pixel-space ``[0,1]`` input, logits out.
+
+    ``mean``/``std`` normalisation happens inside ``forward`` so no caller ever has to ask
+    whether a tensor is normalised. ``pretrained_source`` records where the weights came from.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        num_classes: int,
+        input_size: tuple[int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        in_channels: int = 3,
+        class_names: Sequence[str] | None = None,
+        pretrained_source: str = "random initialisation",
+        notes: Sequence[str] = (),
+    ):
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.num_classes = int(num_classes)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.in_channels = int(in_channels)
+        self.class_names = list(class_names) if class_names is not None else [
+            str(i) for i in range(self.num_classes)
+        ]
+        self.pretrained_source = pretrained_source
+        self.notes: list[str] = list(notes)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.channels_last = False
+        self.eval()
+
+    def forward(self, x01: Tensor) -> Tensor:
+        x = (x01 - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def use_channels_last(self, enabled: bool = True) -> Classifier:
+        """Channels-last is ~3× faster for small CPU batches on depthwise CNNs (DESIGN.md)."""
+        self.channels_last = enabled
+        self.model.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+        return self
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "num_classes": self.num_classes,
+            "input_size": list(self.input_size),
+            "pretrained_source": self.pretrained_source,
+            "notes": list(self.notes),
+            "channels_last": self.channels_last,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+
+UNKNOWN_LABEL = -1
+
+
+@dataclass
+class ImageBatch:
+    """Images with their ids and labels (``-1`` where the label is unknown)."""
+
+    ids: list[str]
+    pixels: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.pixels.ndim != 4:
+            raise ValueError(f"ImageBatch pixels must be N×C×H×W, got shape {tuple(self.pixels.shape)}")
+        if len(self.ids) != self.pixels.shape[0] or len(self.labels) != self.pixels.shape[0]:
+            raise ValueError("ImageBatch: ids, pixels and labels must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, index: Sequence[int] | Tensor) -> ImageBatch:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ImageBatch(
+            ids=[self.ids[i] for i in index.tolist()],
+            pixels=self.pixels[index],
+            labels=self.labels[index],
+        )
+
+    def to(self, device: torch.device | str) -> ImageBatch:
+        return ImageBatch(self.ids, self.pixels.to(device), self.labels.to(device))
+
+
+# --------------------------------------------------------------------------------------
+# Explainers
+# --------------------------------------------------------------------------------------
+
+
+def image_seeds(x01: Tensor, target: Tensor, base_seed: int) -> list[int]:
+    """One seed per image, from the suite seed and the image's own content and target.
+
+    Seeding each image from what it *is* (not from its position in a batch) makes random
+    explainers give the same values whether an image is explained alone or in any batch, and
+    lets any shard be recomputed alone.
+    """
+    pixels = x01.detach().to("cpu", torch.float32).contiguous().numpy()
+    targets = target.detach().to("cpu").tolist()
+    seeds = []
+    for image, label in zip(pixels, targets, strict=True):
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(int(base_seed).to_bytes(8, "little", signed=True))
+        digest.update(int(label).to_bytes(8, "little", signed=True))
+        digest.update(np.ascontiguousarray(image).tobytes())
+        seeds.append(int.from_bytes(digest.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF)
+    return seeds
+
+
+class Explainer:
+    """Attribution method: ``explain(x01, target)`` → attributions with the shape of ``x01``.
+
+    Capabilities are class attributes the planner and the leaderboard read.
+    """
+
+    name: ClassVar[str]
+    needs_gradients: ClassVar[bool] = True
+    uses_baseline: ClassVar[bool] = False
+    is_random: ClassVar[bool] = False
+    multiplies_by_inputs: ClassVar[bool] = False
+    # Whether Σ attribution should equal f(x) − f(baseline) (IG, DeepLIFT, DeepLIFT SHAP).
+    has_completeness: ClassVar[bool] = False
+
+    def __init__(self, classifier: Classifier, **params: Any):
+        self.classifier = classifier
+        self.params = params
+
+    def explain(self, x01: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def completeness_gap(self, x01: Tensor, target: Tensor, attributions: Tensor) -> Tensor | None:
+        """Per image ``|Σa − (f(x) − f(b))| / |f(x) − f(b)|``; ``None`` when undefined."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"explainer": self.name, **self.params}
+
+
+# --------------------------------------------------------------------------------------
+# Attacks
+# --------------------------------------------------------------------------------------
+
+
+class Oracle:
+    """What a black-box attack may use: predictions and explanations, nothing else.
+
+    Both calls are batched; the runner decides the chunking. The oracle counts calls so the
+    results can report them.
+    """
+
+    __slots__ = ("_predict", "_explain", "predict_calls", "explain_calls")
+
+    def __init__(
+        self,
+        predict: Callable[[Tensor], Tensor],
+        explain: Callable[[Tensor, Tensor], Tensor],
+    ):
+        self._predict = predict
+        self._explain = explain
+        self.predict_calls = 0
+        self.explain_calls = 0
+
+    def predict(self, x01: Tensor) -> Tensor:
+        """Class probabilities, ``N×num_classes``."""
+        self.predict_calls += int(x01.shape[0])
+        return self._predict(x01)
+
+    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+        """Attributions for ``target``, same shape as ``x01``."""
+        self.explain_calls += int(x01.shape[0])
+        return self._explain(x01, target)
+
+
+@dataclass
+class AttackContext:
+    """What the runner hands an attack besides the oracle.
+
+    ``pool`` is the image pool attack images come from (the suite's dataset); ``pool_probs``
+    are the oracle's probabilities on it, computed once per (model, pool) and cached;
+    ``probs`` are the oracle's probabilities on the originals (already needed by the runner).
+    """
+
+    original_ids: list[str]
+    probs: Tensor
+    pool: ImageBatch | None
+    pool_probs: Tensor | None
+    seed: int
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def generator(self, *salt: Any, device: torch.device | str = "cpu") -> torch.Generator:
+        """A generator seeded from the suite seed and ``salt`` (e.g. the image id)."""
+        digest = hashlib.blake2b(repr((self.seed, *salt)).encode(), digest_size=8).digest()
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF)
+        return generator
+
+
+@dataclass
+class AttackOutput:
+    """Corrupted images for a batch of originals, all grid points at once.
+
+    ``images[m]`` is a corrupted copy of original ``origin[m]``. ``columns`` holds one value
+    per row for each parameter that identifies the row (``alpha``, ``topk``,
+    ``attack_image_id``, …); the runner writes them as Parquet columns.
+    """
+
+    images: Tensor
+    origin: Tensor
+    columns: dict[str, list[Any]]
+
+    def __post_init__(self) -> None:
+        rows = self.images.shape[0]
+        if self.origin.shape[0] != rows:
+            raise ValueError("AttackOutput: origin must have one entry per corrupted image")
+        for key, values in self.columns.items():
+            if len(values) != rows:
+                raise ValueError(f"AttackOutput: column {key!r} has {len(values)} values, expected {rows}")
+
+
+class Attack:
+    """An attack on explanations. ``black_box`` attacks receive only the ``Oracle``."""
+
+    name: ClassVar[str]
+    black_box: ClassVar[bool] = True
+    needs_pool: ClassVar[bool] = False
+
+    def grid(self) -> list[dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def perturb(self, x01: Tensor, oracle: Oracle, context: AttackContext) -> AttackOutput:
+        raise NotImplementedError  # pragma: no cover
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.name}
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------
+
+#: Names of the row-aligned tensors the runner can hand a robustness metric.
+ROW_TENSORS = (
+    "original",  # M×C×H×W, the clean image of each row
+    "corrupted",  # M×C×H×W
+    "expl_original",  # E(x, y*)
+    "expl_corrupted",  # E(x̂, ŷ)
+    "probs_original",  # M×K
+    "probs_corrupted",  # M×K
+)
+
+
+class Metric:
+    """One value per row. ``needs`` names the tensors (from ``ROW_TENSORS``) it reads."""
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    category: ClassVar[str] = "robustness"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __call__(self, **tensors: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
