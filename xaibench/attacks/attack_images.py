@@ -1,0 +1,182 @@
+"""eXIAA phases one and two: running-up class, attack images, and their explanations.
+
+Shared by every attack that injects from the running-up class's attack images (``exiaa``
+and the ``gaussian_noise`` baseline, which uses the same entries). The attack images'
+explanations ``E(x̄, y_r)`` and their entry rankings are cached in ``context.cache`` so the
+second attack of a batch costs no explain call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..types import AttackContext, Oracle
+from .injection import descending_ranks
+
+#: ``context.cache`` keys. The first two map ``(attack image id, running-up class)`` to the
+#: attack image's attribution (``C×H×W``) and its entry ranks (``D``).
+CACHE_ATTRIBUTIONS = "attack_image_attributions"
+CACHE_RANKS = "attack_image_ranks"
+CACHE_POOL_PROBS = "pool_probs"
+
+
+def running_up_classes(probs: Tensor) -> tuple[Tensor, Tensor]:
+    """``y* = argmax f(x)`` and ``y_r = argmax_{j ≠ y*} f(x)`` per row (first index on ties)."""
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"running_up_classes: need N×K probabilities with K ≥ 2, got {tuple(probs.shape)}")
+    predicted = probs.argmax(dim=1)
+    others = probs.to(torch.float64).scatter(1, predicted.unsqueeze(1), -math.inf)
+    return predicted, others.argmax(dim=1)
+
+
+@dataclass
+class AttackImages:
+    """The attack images chosen for a batch of ``B`` originals, ``A`` slots each.
+
+    Slot ``a`` holds the ``a``-th most confident pool image for the original's running-up
+    class. ``valid[b, a]`` is False where the pool had fewer than ``A`` usable images for
+    original ``b`` (its ids are ``None``, pixels zeros); such slots produce no rows.
+    """
+
+    original_ids: list[str]
+    predicted: Tensor  # B
+    running_up: Tensor  # B
+    pool_index: Tensor  # B×A (pool row; meaningless where not valid)
+    valid: Tensor  # B×A bool
+    ids: list[list[str | None]]
+    pixels: Tensor  # B×A×C×H×W
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.valid.shape)  # type: ignore[return-value]
+
+
+def pool_probabilities(oracle: Oracle, context: AttackContext) -> Tensor:
+    """``context.pool_probs``, or the oracle's predictions on the pool computed once per batch."""
+    if context.pool_probs is not None:
+        return context.pool_probs
+    if CACHE_POOL_PROBS not in context.cache:
+        assert context.pool is not None
+        context.cache[CACHE_POOL_PROBS] = oracle.predict(context.pool.pixels)
+    return context.cache[CACHE_POOL_PROBS]
+
+
+def select_attack_images(
+    oracle: Oracle, context: AttackContext, n_attack_images: int, x01: Tensor, *, attack: str
+) -> AttackImages:
+    """Per original: the ``n_attack_images`` pool images with the highest ``f_{y_r}``.
+
+    The original itself (matched by id) is never an attack image. Ties in confidence go to
+    the lower pool index. With fewer usable pool images than asked, all of them are used;
+    an original with none raises ``ConfigError``.
+    """
+    batch = x01.shape[0]
+    if len(context.original_ids) != batch:
+        raise ValueError(
+            f"{attack}: context.original_ids has {len(context.original_ids)} ids for {batch} images"
+        )
+    if context.probs.shape[0] != batch:
+        raise ValueError(f"{attack}: context.probs has {context.probs.shape[0]} rows for {batch} images")
+    pool = context.pool
+    if pool is None or len(pool) == 0:
+        raise ConfigError(
+            f"{attack} needs an image pool to take attack images from, and the context has none"
+        )
+    pool_probs = pool_probabilities(oracle, context)
+    predicted, running_up = running_up_classes(context.probs)
+
+    scores = pool_probs.detach().to("cpu", torch.float64)[:, running_up.cpu()].T.contiguous()  # B×N
+    pool_rows: dict[str, list[int]] = {}
+    for row, image_id in enumerate(pool.ids):
+        pool_rows.setdefault(image_id, []).append(row)
+    is_self = torch.zeros(scores.shape, dtype=torch.bool)
+    for b, image_id in enumerate(context.original_ids):
+        is_self[b, pool_rows.get(image_id, [])] = True
+    scores.masked_fill_(is_self, -math.inf)
+    available = (~is_self).sum(dim=1)
+    if int(available.min()) == 0:
+        b = int(available.argmin())
+        raise ConfigError(
+            f"{attack}: the image pool ({len(pool)} images) has no image other than the original "
+            f"{context.original_ids[b]!r} to take attack images from; use a larger dataset"
+        )
+
+    slots = min(n_attack_images, int(available.max()))
+    pool_index = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :slots]
+    valid = torch.arange(slots).unsqueeze(0) < available.unsqueeze(1)
+    pool_index = torch.where(valid, pool_index, 0)
+    ids = [
+        [pool.ids[i] if ok else None for i, ok in zip(row, keep, strict=True)]
+        for row, keep in zip(pool_index.tolist(), valid.tolist(), strict=True)
+    ]
+    pixels = pool.pixels[pool_index.to(pool.pixels.device)].to(x01.device, x01.dtype)
+    pixels = pixels * valid.to(pixels.device, pixels.dtype).view(batch, slots, 1, 1, 1)
+    return AttackImages(
+        original_ids=list(context.original_ids),
+        predicted=predicted.to(x01.device),
+        running_up=running_up.to(x01.device),
+        pool_index=pool_index,
+        valid=valid,
+        ids=ids,
+        pixels=pixels,
+    )
+
+
+def attack_image_attributions(
+    oracle: Oracle, context: AttackContext, images: AttackImages
+) -> tuple[Tensor, Tensor]:
+    """``z̄ = E(x̄, y_r)`` (``B×A×C×H×W``) and its entry ranks (``B×A×D``), cached.
+
+    All pairs not yet in ``context.cache`` are explained in **one** ``oracle.explain`` call.
+    The key is (attack image id, running-up class): the attribution depends on nothing else,
+    so two originals sharing an attack image and running-up class share one explanation.
+    Invalid slots get zero attributions (no positive entries, so nothing is injected).
+    """
+    attributions_cache: dict[tuple[str, int], Tensor] = context.cache.setdefault(CACHE_ATTRIBUTIONS, {})
+    ranks_cache: dict[tuple[str, int], Tensor] = context.cache.setdefault(CACHE_RANKS, {})
+    running_up = images.running_up.tolist()
+    missing: dict[tuple[str, int], int] = {}
+    for b, (row_ids, row_index) in enumerate(zip(images.ids, images.pool_index.tolist(), strict=True)):
+        for image_id, pool_row in zip(row_ids, row_index, strict=True):
+            key = (image_id, int(running_up[b]))
+            if image_id is not None and key not in attributions_cache and key not in missing:
+                missing[key] = pool_row
+
+    device = images.pixels.device
+    if missing:
+        assert context.pool is not None
+        rows = torch.tensor(list(missing.values()), dtype=torch.long)
+        pixels = context.pool.pixels[rows.to(context.pool.pixels.device)].to(device, images.pixels.dtype)
+        targets = torch.tensor([key[1] for key in missing], dtype=torch.long, device=device)
+        explained = oracle.explain(pixels, targets).detach().to(device)
+        if explained.shape != pixels.shape:
+            raise ValueError(
+                f"oracle.explain returned shape {tuple(explained.shape)} for inputs {tuple(pixels.shape)}"
+            )
+        explained_ranks = descending_ranks(explained)
+        for i, key in enumerate(missing):
+            attributions_cache[key] = explained[i]
+            ranks_cache[key] = explained_ranks[i]
+
+    batch, slots = images.shape
+    sample_shape = images.pixels.shape[2:]
+    zero_attribution = torch.zeros(sample_shape, dtype=images.pixels.dtype, device=device)
+    identity_ranks = descending_ranks(zero_attribution)  # stable sort of ties: 0, 1, 2, …
+    attributions, ranks = [], []
+    for b in range(batch):
+        for a in range(slots):
+            image_id = images.ids[b][a]
+            if image_id is None:
+                attributions.append(zero_attribution)
+                ranks.append(identity_ranks)
+            else:
+                key = (image_id, int(running_up[b]))
+                attributions.append(attributions_cache[key].to(device, images.pixels.dtype))
+                ranks.append(ranks_cache[key].to(device))
+    stacked = torch.stack(attributions).view(batch, slots, *sample_shape)
+    return stacked, torch.stack(ranks).view(batch, slots, -1)
