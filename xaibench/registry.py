@@ -44,6 +44,15 @@ class ParamSpec:
         return f"{self.name}: {self.annotation} = {self.default!r}"
 
 
+def closest(name: str, candidates: list[str]) -> str | None:
+    """The likeliest intended name: a close spelling, or a candidate the name starts with."""
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    prefixes = [c for c in candidates if name.startswith(c) or c.startswith(name)]
+    return max(prefixes, key=len) if prefixes else None
+
+
 def _annotation_name(annotation: Any) -> str:
     if annotation is _MISSING:
         return "any"
@@ -98,7 +107,7 @@ class Registry(Generic[T]):
         self, name: str | None = None, *, aliases: tuple[str, ...] = (), origin: str = "xaibench"
     ) -> Callable[[T], T]:
         def decorator(plugin: T) -> T:
-            key = name or getattr(plugin, "name", None) or getattr(plugin, "__name__")
+            key = name or getattr(plugin, "name", None) or plugin.__name__
             if key in self._plugins and self._plugins[key] is not plugin:
                 raise ValueError(f"{self.kind}: the name {key!r} is already registered")
             self._plugins[key] = plugin
@@ -121,6 +130,7 @@ class Registry(Generic[T]):
             return
         self._entry_points_loaded = True
         for entry_point in metadata.entry_points(group=self.group):
+            before = set(self._plugins)
             try:
                 loaded = entry_point.load()
             except Exception as exc:  # a broken plugin must not take the others down
@@ -134,14 +144,15 @@ class Registry(Generic[T]):
                 )
                 continue
             origin = entry_point.dist.name if entry_point.dist else entry_point.value
-            if entry_point.name not in self._plugins and (
-                inspect.isclass(loaded) or callable(loaded)
-            ) and not inspect.ismodule(loaded):
+            # Plugins registered by decorators while the package was imported come from it.
+            for name in set(self._plugins) - before:
+                self._origins[name] = origin
+            if (
+                entry_point.name not in self._plugins
+                and callable(loaded)
+                and not inspect.ismodule(loaded)
+            ):
                 self.register(entry_point.name, origin=origin)(loaded)
-            elif entry_point.name in self._plugins and self._origins.get(entry_point.name) == "xaibench":
-                # The decorator ran during import: keep the plugin but record where it came from.
-                if self._plugins[entry_point.name] is loaded:
-                    self._origins[entry_point.name] = origin
 
     # -- lookup -------------------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -154,8 +165,8 @@ class Registry(Generic[T]):
 
     def _unknown_message(self, name: str) -> str:
         known = self.names()
-        close = difflib.get_close_matches(name, known + list(self._aliases), n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest(name, known + list(self._aliases))
+        hint = f" Did you mean {close!r}?" if close else ""
         failed = ""
         if name in self.failed:
             failed = f" A plugin named {name!r} exists but failed to import: {self.failed[name]}."
@@ -204,8 +215,8 @@ class Registry(Generic[T]):
         )
         for key in params:
             if key not in declared and not accepts_anything:
-                close = difflib.get_close_matches(key, list(declared), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                close = closest(key, list(declared))
+                hint = f" Did you mean {close!r}?" if close else ""
                 expected = ", ".join(p.describe() for p in declared.values()) or "no parameters"
                 raise ConfigError(
                     f"unknown parameter {key!r} for {self.kind[:-1]} {name!r}.{hint} "

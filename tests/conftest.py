@@ -1,0 +1,20 @@
+"""Test-wide settings: offline, a private cache, a fixed thread count."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+# Trained test models (the digits CNN) are cached per test session, never in the user's cache.
+os.environ.setdefault("XAIBENCH_CACHE", tempfile.mkdtemp(prefix="xaibench-test-cache-"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def test_cache_dir() -> str:
+    return os.environ["XAIBENCH_CACHE"]

@@ -1,0 +1,133 @@
+"""End to end on the digits suite: rows, columns, resume, batch invariance, show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from xaibench.runner.engine import build_plan, run_plan
+from xaibench.runner.results import part_files, read_results
+from xaibench.runner.suite import load_suite
+
+ALPHAS = [0.03, 0.15]
+TOPKS = [0.1, 0.5]
+
+
+def digits_suite(tmp_path: Path, *, batch_size: int = 16, images_per_unit: int = 2, extra: str = "") -> Path:
+    text = f"""
+[suite]
+name = "digits-test"
+seed = 3
+device = "cpu"
+batch_size = {batch_size}
+images_per_unit = {images_per_unit}
+
+[dataset]
+name = "digits"
+n_classes = 3
+
+[[models]]
+name = "digits_cnn"
+
+[[explainers]]
+name = "saliency"
+
+[[explainers]]
+name = "integrated_gradients"
+n_steps = 8
+
+[[attacks]]
+name = "exiaa"
+alphas = {ALPHAS}
+topks = {TOPKS}
+n_attack_images = 2
+
+[[attacks]]
+name = "gaussian_noise"
+alphas = {ALPHAS}
+topks = {TOPKS}
+n_attack_images = 2
+{extra}
+"""
+    path = tmp_path / f"suite-{batch_size}-{images_per_unit}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("digits-run")
+    suite = load_suite(str(digits_suite(tmp)))
+    out = tmp / "out"
+    report = run_plan(build_plan(suite, out))
+    return tmp, out, report
+
+
+def test_rows_and_columns(first_run) -> None:
+    _, out, report = first_run
+    frame = read_results(out)
+    expected_rows = 3 * 2 * 2 * len(ALPHAS) * len(TOPKS) * 2  # images × attacks × attack images × grid × explainers
+    assert report.rows_written == expected_rows == len(frame)
+    for column in (
+        "explanation_change_pct", "ssim", "confidence_drop_pct", "prediction_flipped",
+        "topk_intersection", "rank_correlation", "alpha", "topk", "attack_image_id",
+        "running_up_class", "k_entries", "run_id", "seed", "unit_id", "pretrained_source",
+        "torch_version", "unit_wall_s", "explainer_params", "suite", "model", "explainer",
+        "completeness_gap",
+    ):
+        assert column in frame.columns, column
+    assert set(frame["suite"]) == {"digits-test"}
+    assert set(frame["attack"]) == {"exiaa", "gaussian_noise"}
+    # the grid is complete for every image × attack × explainer
+    counts = frame.groupby(["explainer", "attack", "image_id"]).size()
+    assert (counts == 2 * len(ALPHAS) * len(TOPKS)).all()
+    assert frame["ssim"].between(-1, 1).all()
+    # IG has a completeness gap, saliency does not
+    assert frame.loc[frame.explainer == "integrated_gradients", "completeness_gap"].notna().all()
+    assert frame.loc[frame.explainer == "saliency", "completeness_gap"].isna().all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {u["state"] for u in manifest["units"]} == {"done"}
+    assert manifest["environment"]["torch"]
+
+
+def test_rerun_skips_finished_units_and_writes_no_duplicates(first_run) -> None:
+    tmp, out, _ = first_run
+    before = sorted(p.name for p in part_files(out))
+    report = run_plan(build_plan(load_suite(str(digits_suite(tmp))), out))
+    assert report.units_done == 0 and report.rows_written == 0
+    assert report.units_existing == len(before)
+    assert sorted(p.name for p in part_files(out)) == before
+    frame = read_results(out)
+    key = ["explainer", "attack", "image_id", "attack_image_id", "alpha", "topk"]
+    assert not frame.duplicated(key).any()
+
+
+def test_deleting_a_part_recomputes_only_that_unit_with_same_values(first_run) -> None:
+    tmp, out, _ = first_run
+    victim = part_files(out)[0]
+    original = pq.read_table(victim).to_pandas()
+    victim.unlink()
+    report = run_plan(build_plan(load_suite(str(digits_suite(tmp))), out))
+    assert report.units_done == 1
+    again = pq.read_table(victim).to_pandas()
+    numeric = ["explanation_change_pct", "ssim", "confidence_drop_pct", "rank_correlation"]
+    np.testing.assert_allclose(again[numeric].to_numpy(), original[numeric].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_does_not_change_values(first_run, tmp_path: Path) -> None:
+    """Chunks of 1 image (one at a time) give the values of chunks of 16."""
+    _, out, _ = first_run
+    single = load_suite(str(digits_suite(tmp_path, batch_size=1, images_per_unit=1)))
+    out_single = tmp_path / "single"
+    run_plan(build_plan(single, out_single))
+    key = ["explainer", "attack", "image_id", "attack_image_id", "alpha", "topk"]
+    a = read_results(out).sort_values(key).reset_index(drop=True)
+    b = read_results(out_single).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[key], b[key])
+    for column in ("explanation_change_pct", "ssim", "confidence_drop_pct", "rank_correlation", "topk_intersection"):
+        np.testing.assert_allclose(b[column], a[column], rtol=1e-4, atol=1e-4, err_msg=column)

@@ -1,0 +1,568 @@
+"""Plan a suite into work units and run them: suite → plan → units → executor → Parquet.
+
+A work unit is (model, explainer, a few originals) with every attack and metric of the suite:
+the clean explanation of an original and its attack images' explanations are computed once
+and shared by all attacks and grid points. Its id is a stable hash of everything that
+determines its output, so a re-run skips units whose part file exists (resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import subprocess
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from .. import __version__, registry
+from ..errors import ResourceUnavailableError, XaibenchError
+from ..types import AttackContext, Classifier, Explainer, ImageBatch, Oracle
+from . import results
+from .suite import PluginSpec, Suite
+
+RESULTS_FORMAT = 1
+
+
+# --------------------------------------------------------------------------------------
+# Environment and provenance
+# --------------------------------------------------------------------------------------
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise XaibenchError(
+            f"device {requested!r} was asked for but CUDA is not available on this machine; "
+            "use --device cpu (or auto)"
+        )
+    return torch.device(requested)
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {
+        "xaibench": __version__,
+        "torch": torch.__version__,
+        "captum": _version("captum"),
+        "timm": _version("timm"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": name,
+        "torch_threads": torch.get_num_threads(),
+        "dtype": "float32",
+        "git_revision": _git_revision(),
+    }
+
+
+def _stable_hash(payload: Any, length: int = 16) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkUnit:
+    unit_id: str
+    model: PluginSpec
+    explainer: PluginSpec
+    explainer_params: dict[str, Any]
+    indices: list[int]
+    image_ids: list[str]
+    path: Path
+    state: str = "pending"  # pending | done | existing | incompatible | failed
+    reason: str = ""
+    rows: int = 0
+    wall_s: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "unit_id": self.unit_id,
+            "model": self.model.label,
+            "explainer": self.explainer.label,
+            "image_ids": self.image_ids,
+            "state": self.state,
+            "reason": self.reason,
+            "rows": self.rows,
+            "wall_s": round(self.wall_s, 3),
+            "path": str(self.path),
+        }
+
+
+@dataclass
+class ModelSetup:
+    spec: PluginSpec
+    classifier: Classifier
+    dataset: Any
+    originals: list[int]
+    pool: list[int]
+    pool_probs: Tensor | None = None
+    pool_batch: ImageBatch | None = None
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    out: Path
+    device: torch.device
+    setups: list[ModelSetup]
+    units: list[WorkUnit]
+    attacks: list[Any]
+    metrics: list[Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _explainer_params(spec: PluginSpec, seed: int) -> dict[str, Any]:
+    """Randomness flows from the suite seed: a random explainer's own seed defaults to it."""
+    params = dict(spec.params)
+    declared = {p.name for p in registry.explainers.params(spec.name)}
+    if "seed" in declared and "seed" not in params:
+        params["seed"] = seed
+    return params
+
+
+def _incompatibility(explainer_cls: type, classifier: Classifier) -> str | None:
+    check: Callable[[Classifier], str | None] | None = getattr(explainer_cls, "incompatibility", None)
+    if check is None:
+        return None
+    return check(classifier)
+
+
+def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
+    """Load every model and dataset, sample the originals, list the units.
+
+    Everything that can be missing (hub weights, ImageNet) is checked here, all at once, before
+    any attribution is computed: the error lists every missing piece.
+    """
+    from ..datasets import load_dataset
+    from ..models import load_model
+
+    torch_device = resolve_device(device or suite.device)
+    missing: list[str] = []
+    loaded: list[tuple[PluginSpec, Classifier]] = []
+    for spec in suite.models:
+        try:
+            classifier = load_model(spec.name, **spec.params)
+        except ResourceUnavailableError as exc:
+            missing.append(f"model {spec.label!r}: {exc}")
+            continue
+        loaded.append((spec, classifier.to(torch_device)))
+
+    setups: list[ModelSetup] = []
+    for spec, classifier in loaded:
+        try:
+            dataset = load_dataset(
+                suite.dataset.name,
+                input_size=classifier.input_size,
+                channels=classifier.in_channels,
+                **suite.dataset.params,
+            )
+        except ResourceUnavailableError as exc:
+            missing.append(f"dataset {suite.dataset.name!r}: {exc}")
+            break
+        originals = dataset.sample_one_per_class(suite.n_classes, suite.seed)
+        if suite.limit is not None:
+            originals = originals[: suite.limit]
+        if not originals:
+            raise XaibenchError(f"the dataset {suite.dataset.name!r} has no images")
+        pool = list(range(len(dataset)))
+        if suite.pool_size is not None and suite.pool_size < len(pool):
+            generator = torch.Generator().manual_seed(suite.seed + 1)
+            chosen = torch.randperm(len(pool), generator=generator)[: suite.pool_size].tolist()
+            pool = sorted(chosen)
+        setups.append(ModelSetup(spec, classifier, dataset, originals, pool))
+    if not suite.models or (not loaded and not missing):
+        raise XaibenchError("the suite names no model")
+    if missing:
+        if not loaded:
+            # No model loaded, so the dataset was not tried: try it so the message lists everything.
+            try:
+                load_dataset(suite.dataset.name, input_size=(224, 224), channels=3, **suite.dataset.params)
+            except ResourceUnavailableError as exc:
+                missing.append(f"dataset {suite.dataset.name!r}: {exc}")
+        raise ResourceUnavailableError(
+            f"the suite {suite.name!r} cannot run on this machine; nothing was computed. Missing:\n  - "
+            + "\n  - ".join(missing)
+            + "\nOffline, run: xaibench run --suite quickstart   (EfficientNet-Lite0 and the sample "
+            "photos ship with the installed packages)"
+        )
+
+    attacks = [registry.attacks.get(s.name)(**s.params) for s in suite.attacks]
+    metrics = [registry.metrics.get(s.name)(**s.params) for s in suite.metrics]
+
+    units: list[WorkUnit] = []
+    for setup in setups:
+        ids = setup.dataset.ids
+        for spec in suite.explainers:
+            params = _explainer_params(spec, suite.seed)
+            reason = _incompatibility(registry.explainers.get(spec.name), setup.classifier)
+            for start in range(0, len(setup.originals), suite.images_per_unit):
+                chunk = setup.originals[start : start + suite.images_per_unit]
+                image_ids = [ids[i] for i in chunk]
+                unit_id = _stable_hash(
+                    {
+                        "format": RESULTS_FORMAT,
+                        "suite": suite.name,
+                        "seed": suite.seed,
+                        "dataset": suite.dataset.key(),
+                        "pool": [suite.pool_size, len(setup.pool)],
+                        "model": setup.spec.key(),
+                        "explainer": {"name": spec.name, "params": params},
+                        "attacks": [s.key() for s in suite.attacks],
+                        "metrics": [s.key() for s in suite.metrics],
+                        "images": image_ids,
+                    }
+                )
+                unit = WorkUnit(
+                    unit_id=unit_id,
+                    model=setup.spec,
+                    explainer=spec,
+                    explainer_params=params,
+                    indices=chunk,
+                    image_ids=image_ids,
+                    path=results.part_path(out, suite.name, setup.spec.label, spec.label, unit_id),
+                )
+                if reason:
+                    unit.state, unit.reason = "incompatible", reason
+                elif unit.path.exists():
+                    unit.state, unit.reason = "existing", "part file already written (resumed)"
+                units.append(unit)
+    return Plan(suite, out, torch_device, setups, units, attacks, metrics)
+
+
+# --------------------------------------------------------------------------------------
+# Batched model access
+# --------------------------------------------------------------------------------------
+
+
+def chunks(count: int, size: int) -> Iterable[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+class ModelAccess:
+    """Chunked, device-aware predict/explain for one (classifier, explainer) pair."""
+
+    def __init__(self, classifier: Classifier, explainer: Explainer | None, device: torch.device, batch_size: int):
+        self.classifier = classifier
+        self.explainer = explainer
+        self.device = device
+        self.batch_size = batch_size
+        self.forward_images = 0
+        self.explained_images = 0
+
+    def probabilities(self, x01: Tensor) -> Tensor:
+        outputs = []
+        with torch.no_grad():
+            for part in chunks(x01.shape[0], self.batch_size):
+                logits = self.classifier(x01[part].to(self.device))
+                outputs.append(torch.softmax(logits.float(), dim=1).cpu())
+        self.forward_images += int(x01.shape[0])
+        return torch.cat(outputs) if outputs else torch.empty(0, self.classifier.num_classes)
+
+    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+        assert self.explainer is not None
+        outputs = []
+        for part in chunks(x01.shape[0], self.batch_size):
+            attributions = self.explainer.explain(
+                x01[part].to(self.device), target[part].to(self.device)
+            )
+            outputs.append(attributions.detach().float().cpu())
+        self.explained_images += int(x01.shape[0])
+        return torch.cat(outputs) if outputs else torch.empty_like(x01)
+
+    def completeness_gap(self, x01: Tensor, target: Tensor, attributions: Tensor) -> Tensor | None:
+        assert self.explainer is not None
+        if not getattr(self.explainer, "has_completeness", False):
+            return None
+        gaps = []
+        for part in chunks(x01.shape[0], self.batch_size):
+            gap = self.explainer.completeness_gap(
+                x01[part].to(self.device), target[part].to(self.device), attributions[part].to(self.device)
+            )
+            if gap is None:
+                return None
+            gaps.append(gap.detach().float().cpu())
+        return torch.cat(gaps)
+
+
+def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImageBatch, Tensor]:
+    """Probabilities of the attack-image pool: once per (model, pool), cached on disk."""
+    if setup.pool_batch is not None and setup.pool_probs is not None:
+        return setup.pool_batch, setup.pool_probs
+    pool_batch = setup.dataset.load(setup.pool)
+    key = _stable_hash({"model": setup.spec.key(), "pool": pool_batch.ids, "format": RESULTS_FORMAT})
+    cache = plan.out / "_cache" / f"pool-probs-{results.partition_value(setup.spec.label)}-{key}.npy"
+    if cache.is_file():
+        probs = torch.from_numpy(np.load(cache))
+    else:
+        access = ModelAccess(setup.classifier, None, plan.device, plan.suite.batch_size)
+        probs = access.probabilities(pool_batch.pixels)
+        payload = _npy_bytes(probs.numpy())
+        results.write_atomic_bytes(cache, payload)
+    setup.pool_batch, setup.pool_probs = pool_batch, probs
+    return pool_batch, probs
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# One unit
+# --------------------------------------------------------------------------------------
+
+
+def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> pa.Table:
+    started = time.perf_counter()
+    suite = plan.suite
+    explainer_cls = registry.explainers.get(unit.explainer.name)
+    explainer: Explainer = explainer_cls(setup.classifier, **unit.explainer_params)
+    access = ModelAccess(setup.classifier, explainer, plan.device, suite.batch_size)
+
+    batch = setup.dataset.load(unit.indices)
+    if len(batch) == 0:
+        return pa.table({})
+    probs = access.probabilities(batch.pixels)
+    predicted = probs.argmax(dim=1)
+    clean = access.explain(batch.pixels, predicted)
+    clean_gap = access.completeness_gap(batch.pixels, predicted, clean)
+
+    pool_batch, pool_probs = pool_probabilities(setup, plan) if plan.attacks else (None, None)
+    oracle = Oracle(access.probabilities, access.explain)
+    context = AttackContext(
+        original_ids=list(batch.ids),
+        probs=probs,
+        pool=pool_batch,
+        pool_probs=pool_probs,
+        seed=suite.seed,
+    )
+
+    columns: dict[str, list[Any]] = {}
+
+    def extend(name: str, values: Iterable[Any]) -> None:
+        columns.setdefault(name, []).extend(values)
+
+    for attack_spec, attack in zip(suite.attacks, plan.attacks, strict=True):
+        output = attack.perturb(batch.pixels, oracle, context)
+        origin = output.origin.long()
+        rows = output.images.shape[0]
+        metric_values: dict[str, list[float]] = {m.name: [] for m in plan.metrics}
+        corrupted_pred: list[int] = []
+        corrupted_gap: list[float] = []
+        for part in chunks(rows, suite.batch_size):
+            images = output.images[part]
+            probs_corrupted = access.probabilities(images)
+            predicted_corrupted = probs_corrupted.argmax(dim=1)
+            expl_corrupted = access.explain(images, predicted_corrupted)
+            gap = access.completeness_gap(images, predicted_corrupted, expl_corrupted)
+            rows_origin = origin[part]
+            tensors = {
+                "original": batch.pixels[rows_origin],
+                "corrupted": images,
+                "expl_original": clean[rows_origin],
+                "expl_corrupted": expl_corrupted,
+                "probs_original": probs[rows_origin],
+                "probs_corrupted": probs_corrupted,
+            }
+            for metric in plan.metrics:
+                values = metric(**{name: tensors[name] for name in metric.needs})
+                metric_values[metric.name].extend(values.double().cpu().tolist())
+            corrupted_pred.extend(predicted_corrupted.tolist())
+            corrupted_gap.extend(gap.tolist() if gap is not None else [math.nan] * images.shape[0])
+
+        origin_list = origin.tolist()
+        extend("image_id", (batch.ids[i] for i in origin_list))
+        extend("label", (int(batch.labels[i]) for i in origin_list))
+        extend("predicted_class", (int(predicted[i]) for i in origin_list))
+        extend("predicted_prob", (float(probs[i, predicted[i]]) for i in origin_list))
+        extend("predicted_class_corrupted", corrupted_pred)
+        extend("attack", [attack_spec.label] * rows)
+        extend("attack_params", [json.dumps(attack_spec.params, sort_keys=True)] * rows)
+        for name, values in output.columns.items():
+            extend(name, values)
+        for name, values in metric_values.items():
+            extend(name, values)
+        gap_values = [math.nan if clean_gap is None else float(clean_gap[i]) for i in origin_list]
+        extend("completeness_gap", gap_values)
+        extend("completeness_gap_corrupted", corrupted_gap)
+
+    rows_total = len(columns.get("image_id", []))
+    wall = time.perf_counter() - started
+    constant = {
+        "run_id": run_id,
+        "unit_id": unit.unit_id,
+        "seed": suite.seed,
+        "dataset": suite.dataset.name,
+        "model_name": unit.model.name,
+        "model_params": json.dumps(unit.model.params, sort_keys=True),
+        "pretrained_source": setup.classifier.pretrained_source,
+        "explainer_name": unit.explainer.name,
+        "explainer_params": json.dumps(unit.explainer_params, sort_keys=True),
+        "device": str(plan.device),
+        "xaibench_version": __version__,
+        "torch_version": torch.__version__,
+        "captum_version": _version("captum"),
+        "unit_wall_s": wall,
+        "unit_forward_images": access.forward_images,
+        "unit_explained_images": access.explained_images,
+        "unit_images_per_s": access.explained_images / wall if wall > 0 else math.nan,
+    }
+    for name, value in constant.items():
+        columns[name] = [value] * rows_total
+    return pa.table(columns)
+
+
+# --------------------------------------------------------------------------------------
+# Run
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    out: Path
+    units_done: int
+    units_existing: int
+    units_incompatible: int
+    units_failed: int
+    rows_written: int
+    wall_s: float
+    manifest: dict[str, Any]
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _manifest(plan: Plan, run_id: str, started: str, env: dict[str, Any], skipped: list[Any]) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "started": started,
+        "finished": None,
+        "suite": plan.suite.to_dict(),
+        "suite_fingerprint": plan.suite.fingerprint(),
+        "environment": env,
+        "models": {s.spec.label: s.classifier.provenance() for s in plan.setups},
+        "originals": {s.spec.label: len(s.originals) for s in plan.setups},
+        "skipped_images": skipped,
+        "units": [u.record() for u in plan.units],
+    }
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    progress: Callable[[WorkUnit, int, int], None] | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """Run every pending unit with the local executor, writing a part file per unit."""
+    run_id = run_id or new_run_id()
+    started_at = datetime.now(UTC).isoformat()
+    started = time.perf_counter()
+    env = environment(plan.device)
+    skipped: list[dict[str, str]] = []
+    plan.out.mkdir(parents=True, exist_ok=True)
+
+    def save(finished: bool = False) -> dict[str, Any]:
+        for setup in plan.setups:
+            for item, reason in getattr(setup.dataset, "skipped", []):
+                record = {"model": setup.spec.label, "item": item, "reason": reason}
+                if record not in skipped:
+                    skipped.append(record)
+        manifest = _manifest(plan, run_id, started_at, env, skipped)
+        if finished:
+            manifest["finished"] = datetime.now(UTC).isoformat()
+            manifest["wall_s"] = round(time.perf_counter() - started, 3)
+        results.write_json(plan.out / "manifest.json", manifest)
+        results.write_json(plan.out / "runs" / f"{run_id}.json", manifest)
+        return manifest
+
+    save()
+    setups = {s.spec.label: s for s in plan.setups}
+    pending = [u for u in plan.units if u.state == "pending"]
+    rows_written = 0
+    for index, unit in enumerate(pending):
+        if unit.path.exists():  # another run wrote it meanwhile
+            unit.state, unit.reason = "existing", "written by a concurrent run"
+        else:
+            unit_started = time.perf_counter()
+            try:
+                table = run_unit(unit, setups[unit.model.label], plan, run_id)
+            except XaibenchError:
+                raise
+            except Exception as exc:  # one broken unit must not lose the others
+                unit.state, unit.reason = "failed", f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"unit {unit.unit_id} ({unit.model.label} × {unit.explainer.label}) failed: {unit.reason}",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+            else:
+                if table.num_rows:
+                    results.write_part(unit.path, table)
+                unit.state, unit.rows = "done", table.num_rows
+                unit.wall_s = time.perf_counter() - unit_started
+                rows_written += table.num_rows
+            save()
+        if progress is not None:
+            progress(unit, index + 1, len(pending))
+    manifest = save(finished=True)
+    count = lambda state: sum(1 for u in plan.units if u.state == state)  # noqa: E731
+    return RunReport(
+        run_id=run_id,
+        out=plan.out,
+        units_done=count("done"),
+        units_existing=count("existing"),
+        units_incompatible=count("incompatible"),
+        units_failed=count("failed"),
+        rows_written=rows_written,
+        wall_s=time.perf_counter() - started,
+        manifest=manifest,
+    )

@@ -1,0 +1,336 @@
+"""Suite files: TOML → a validated ``Suite``. Every error is raised before any compute.
+
+Layout (see docs/suites.md)::
+
+    [suite]       name, description, seed, device, batch_size, images_per_unit, reference
+    [dataset]     name, n_classes, pool_size, limit, and the dataset's own parameters
+    [[models]]    name (+ label) and the model factory's parameters
+    [[explainers]] name (+ label) and the explainer's parameters
+    [[attacks]]   name (+ label) and the attack's parameters (its grid)
+    metrics = ["name", …]  or  [[metrics]] tables with name and parameters
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .. import registry
+from ..errors import ConfigError, UnknownPluginError
+
+SUITE_KEYS = {
+    "name": "a string",
+    "description": "a string",
+    "seed": "an integer",
+    "device": "'auto', 'cpu' or 'cuda'",
+    "batch_size": "a positive integer (images per forward/backward chunk)",
+    "images_per_unit": "a positive integer (originals per work unit)",
+    "reference": "a table {alpha = …, topk = …}: the grid point the leaderboard ranks by",
+}
+DATASET_RESERVED = {
+    "name": "a registered dataset name",
+    "n_classes": "a positive integer: one random image from each of N random classes",
+    "pool_size": "a positive integer: images in the attack-image pool (default: the whole dataset)",
+    "limit": "a positive integer: at most this many originals",
+}
+TOP_LEVEL = {
+    "suite": "a table",
+    "dataset": "a table",
+    "models": "an array of tables [[models]]",
+    "explainers": "an array of tables [[explainers]]",
+    "attacks": "an array of tables [[attacks]]",
+    "metrics": "an array of names or of tables [[metrics]]",
+}
+PLUGIN_RESERVED = ("name", "label")
+DEFAULT_METRICS = (
+    "explanation_change_pct",
+    "ssim",
+    "confidence_drop_pct",
+    "prediction_flipped",
+    "topk_intersection",
+    "rank_correlation",
+)
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """A named plugin with its parameters, as written in the suite."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    label: str
+
+    def key(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params}
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    source: str
+    seed: int
+    device: str
+    batch_size: int
+    images_per_unit: int
+    dataset: PluginSpec
+    n_classes: int | None
+    pool_size: int | None
+    limit: int | None
+    models: list[PluginSpec]
+    explainers: list[PluginSpec]
+    attacks: list[PluginSpec]
+    metrics: list[PluginSpec]
+    reference: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        def spec(s: PluginSpec) -> dict[str, Any]:
+            return {"name": s.name, "label": s.label, **s.params}
+
+        return {
+            "suite": {
+                "name": self.name,
+                "description": self.description,
+                "seed": self.seed,
+                "device": self.device,
+                "batch_size": self.batch_size,
+                "images_per_unit": self.images_per_unit,
+                "reference": self.reference,
+            },
+            "dataset": {
+                "name": self.dataset.name,
+                "n_classes": self.n_classes,
+                "pool_size": self.pool_size,
+                "limit": self.limit,
+                **self.dataset.params,
+            },
+            "models": [spec(s) for s in self.models],
+            "explainers": [spec(s) for s in self.explainers],
+            "attacks": [spec(s) for s in self.attacks],
+            "metrics": [spec(s) for s in self.metrics],
+            "source": self.source,
+        }
+
+    def fingerprint(self) -> str:
+        payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def builtin_suites() -> list[str]:
+    folder = resources.files("xaibench") / "suites"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve_suite_path(name_or_path: str) -> tuple[str, str]:
+    """Return (display source, TOML text) for a built-in suite name or a file path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"suite file {name_or_path!r} does not exist")
+        return str(path), path.read_text(encoding="utf-8")
+    builtin = resources.files("xaibench") / "suites" / f"{name_or_path}.toml"
+    if builtin.is_file():
+        return f"xaibench/suites/{name_or_path}.toml", builtin.read_text(encoding="utf-8")
+    known = builtin_suites()
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"unknown suite {name_or_path!r}.{hint} Built-in suites: {', '.join(known)}; "
+        "or pass the path of a .toml file."
+    )
+
+
+def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> Suite:
+    source, text = resolve_suite_path(name_or_path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=source) from exc
+    return parse_suite(data, source, overrides or {})
+
+
+def _check_keys(table: dict[str, Any], allowed: dict[str, str], source: str, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            expected = "; ".join(f"{k} ({v})" for k, v in allowed.items())
+            raise ConfigError(f"unknown key {key!r}.{hint} Expected: {expected}.", file=source, key=where)
+
+
+def _int(value: Any, source: str, key: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"expected an integer ≥ {minimum}, got {value!r}", file=source, key=key)
+    return value
+
+
+def _plugin_specs(
+    entries: Any, kind: str, source: str, *, allow_strings: bool = False
+) -> list[PluginSpec]:
+    reg = registry.registry_for(kind)
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"expected a non-empty array of [[{kind}]] tables", file=source, key=kind)
+    specs = []
+    labels: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"{kind}[{index}]"
+        if isinstance(entry, str) and allow_strings:
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ConfigError("expected a table with a 'name' key", file=source, key=where)
+        name = entry["name"]
+        try:
+            canonical = reg.resolve(name)
+        except UnknownPluginError as exc:
+            # Models may be any timm architecture: checked by the model layer.
+            if kind == "models" and _is_timm_model(name):
+                canonical = name
+            else:
+                raise UnknownPluginError(str(exc), file=source, key=f"{where}.name") from None
+        params = {k: v for k, v in entry.items() if k not in PLUGIN_RESERVED}
+        misplaced = sorted(set(params) & set(TOP_LEVEL))
+        if misplaced:
+            raise ConfigError(
+                f"{misplaced[0]!r} is a top-level key but sits inside this table: in TOML every "
+                "key after a [table] header belongs to that table; move it above the first table",
+                file=source,
+                key=where,
+            )
+        if canonical in reg:
+            reg.validate_params(canonical, params, where=where)
+        label = str(entry.get("label", name))
+        if label in labels:
+            raise ConfigError(
+                f"two {kind} are both called {label!r}; give one a distinct 'label'",
+                file=source,
+                key=where,
+            )
+        labels.add(label)
+        specs.append(PluginSpec(kind, canonical, params, label))
+    return specs
+
+
+def _is_timm_model(name: str) -> bool:
+    try:
+        import timm
+
+        return bool(timm.is_model(name))
+    except Exception:
+        return False
+
+
+def _with_source(exc: ConfigError, source: str) -> ConfigError:
+    if exc.file:
+        return exc
+    return type(exc)(str(exc), file=source)
+
+
+def parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Suite:
+    try:
+        return _parse_suite(data, source, overrides)
+    except ConfigError as exc:
+        raise _with_source(exc, source) from None
+
+
+def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Suite:
+    _check_keys(data, TOP_LEVEL, source, "top level")
+    for required in ("suite", "dataset", "models", "explainers"):
+        if required not in data:
+            raise ConfigError(f"missing the [{required}] section", file=source)
+    head = data["suite"]
+    if not isinstance(head, dict):
+        raise ConfigError("expected a table", file=source, key="suite")
+    _check_keys(head, SUITE_KEYS, source, "suite")
+    head = {**head, **{k: v for k, v in overrides.items() if k in SUITE_KEYS and v is not None}}
+    name = head.get("name") or Path(source).stem
+    if not isinstance(name, str) or not name or "/" in name or "=" in name:
+        raise ConfigError(f"expected a plain name, got {name!r}", file=source, key="suite.name")
+    seed = head.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"expected an integer, got {seed!r}", file=source, key="suite.seed")
+    device = head.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ConfigError(
+            f"expected 'auto', 'cpu' or 'cuda', got {device!r}", file=source, key="suite.device"
+        )
+    batch_size = _int(head.get("batch_size", 8), source, "suite.batch_size")
+    images_per_unit = _int(head.get("images_per_unit", 4), source, "suite.images_per_unit")
+
+    dataset_table = data["dataset"]
+    if not isinstance(dataset_table, dict) or "name" not in dataset_table:
+        raise ConfigError("expected a table with a 'name' key", file=source, key="dataset")
+    dataset_name = dataset_table["name"]
+    try:
+        dataset_name = registry.datasets.resolve(dataset_name)
+    except UnknownPluginError as exc:
+        raise UnknownPluginError(str(exc), file=source, key="dataset.name") from None
+    dataset_params = {k: v for k, v in dataset_table.items() if k not in DATASET_RESERVED}
+    if overrides.get("data") is not None:
+        if "root" not in {p.name for p in registry.datasets.params(dataset_name)}:
+            raise ConfigError(
+                f"--data was given but the dataset {dataset_name!r} takes no 'root' parameter",
+                file=source,
+                key="dataset",
+            )
+        dataset_params["root"] = overrides["data"]
+    registry.datasets.validate_params(dataset_name, dataset_params, where="dataset")
+    n_classes = _int(dataset_table.get("n_classes"), source, "dataset.n_classes", allow_none=True)
+    pool_size = _int(dataset_table.get("pool_size"), source, "dataset.pool_size", allow_none=True)
+    limit = _int(dataset_table.get("limit"), source, "dataset.limit", allow_none=True)
+    if overrides.get("limit") is not None:
+        limit = _int(overrides["limit"], "--limit", "limit")
+
+    models = _plugin_specs(data["models"], "models", source)
+    explainers = _plugin_specs(data["explainers"], "explainers", source)
+    attacks = _plugin_specs(data.get("attacks", []), "attacks", source) if data.get("attacks") else []
+    metric_entries = data.get("metrics", list(DEFAULT_METRICS))
+    metrics = _plugin_specs(metric_entries, "metrics", source, allow_strings=True)
+
+    # Attacks and metrics validate their own parameters (ranges of α, top-k, …) when built.
+    for index, spec in enumerate(attacks):
+        _construct(registry.attacks, spec, source, f"attacks[{index}]")
+    for index, spec in enumerate(metrics):
+        _construct(registry.metrics, spec, source, f"metrics[{index}]")
+
+    reference = head.get("reference", {})
+    if not isinstance(reference, dict) or set(reference) - {"alpha", "topk"}:
+        raise ConfigError(
+            "expected a table {alpha = …, topk = …}", file=source, key="suite.reference"
+        )
+
+    return Suite(
+        name=name,
+        description=str(head.get("description", "")),
+        source=source,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,  # type: ignore[arg-type]
+        images_per_unit=images_per_unit,  # type: ignore[arg-type]
+        dataset=PluginSpec("datasets", dataset_name, dataset_params, dataset_name),
+        n_classes=n_classes,
+        pool_size=pool_size,
+        limit=limit,
+        models=models,
+        explainers=explainers,
+        attacks=attacks,
+        metrics=metrics,
+        reference=dict(reference),
+    )
+
+
+def _construct(reg: registry.Registry[Any], spec: PluginSpec, source: str, where: str) -> Any:
+    try:
+        return reg.get(spec.name)(**spec.params)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), file=source, key=exc.key or where) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid parameters for {spec.name!r}: {exc}", file=source, key=where) from None
