@@ -115,6 +115,34 @@ class ImageBatch:
     def to(self, device: torch.device | str) -> ImageBatch:
         return ImageBatch(self.ids, self.pixels.to(device), self.labels.to(device))
 
+    def images(self, index: Tensor) -> Tensor:
+        """Pixels of the rows in ``index`` (any shape), shaped ``index.shape + C×H×W``."""
+        return self.pixels[index.to(self.pixels.device)]
+
+
+class ImagePool:
+    """Images an attack may draw from, loaded on demand.
+
+    An ImageNet pool of thousands of images does not fit in memory at 224 px; attacks only
+    need the pixels of the few images they pick, so the pool keeps ids and a loader.
+    ``ImageBatch`` offers the same ``ids`` / ``__len__`` / ``images`` interface for small pools.
+    """
+
+    def __init__(self, ids: Sequence[str], load: Callable[[list[int]], Tensor]):
+        self.ids = list(ids)
+        self._load = load
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def images(self, index: Tensor) -> Tensor:
+        rows = index.reshape(-1).cpu()
+        unique, inverse = torch.unique(rows, return_inverse=True)
+        pixels = self._load(unique.tolist())
+        if pixels.shape[0] != unique.numel():
+            raise RuntimeError("ImagePool: the loader returned a different number of images")
+        return pixels[inverse].reshape(*index.shape, *pixels.shape[1:])
+
 
 # --------------------------------------------------------------------------------------
 # Explainers
@@ -215,7 +243,7 @@ class AttackContext:
 
     original_ids: list[str]
     probs: Tensor
-    pool: ImageBatch | None
+    pool: ImageBatch | ImagePool | None
     pool_probs: Tensor | None
     seed: int
     cache: dict[str, Any] = field(default_factory=dict)

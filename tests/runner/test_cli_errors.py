@@ -64,6 +64,9 @@ def write_suite(tmp_path: Path, text: str) -> Path:
         (GOOD.replace('name = "saliency"', 'name = "saliency"\nabsolute = true'), ["[explainers[0]]", "unknown parameter 'absolute'", "Did you mean 'abs'"]),
         (GOOD.replace("[[models]]", "[[modells]]"), ["[top level]", "unknown key 'modells'"]),
         (GOOD.replace("seed = 0", 'seed = "zero"'), ["[suite.seed]", "expected an integer"]),
+        (GOOD.replace('name = "saliency"', 'name = "integrated_gradients"\nmethod = "simpson"'), ["[explainers[0]]", "simpson", "gausslegendre"]),
+        (GOOD.replace("limit = 2", "limit = 2\nmetrics = ['ssim']"), ["[dataset]", "'metrics' is a top-level key"]),
+        (GOOD.replace("n_attack_images = 1", "n_attack_images = 1\nmetrics = ['ssim']"), ["[attacks[0]]", "'metrics' is a top-level key"]),
         (GOOD + "\n[[attacks]]\nname = 'exiaa'\nalphas=[0.1]\ntopks=[0.2]\n", ["two attacks are both called 'exiaa'"]),
     ],
 )
@@ -120,3 +123,17 @@ def test_list_prints_parameters_and_defaults(capsys: pytest.CaptureFixture[str])
     for kind in ("models", "datasets", "explainers", "attacks", "metrics", "suites"):
         assert kind in out
     assert "efficientnet_lite0" in out and "quickstart" in out
+
+
+def test_show_prints_the_manifest_and_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_suite(tmp_path, GOOD)
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(["run", "--suite", str(path), "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    assert "8 rows written" in out or "rows written" in out
+    code, out, _ = run_cli(["show", str(out_dir)], capsys)
+    assert code == 0
+    assert "digits_cnn" in out and "weights from trained on scikit-learn digits" in out
+    assert "rows in" in out and "exiaa" in out and "SSIM" in out
+    code, _, err = run_cli(["show", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "does not exist" in err

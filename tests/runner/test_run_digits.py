@@ -131,3 +131,71 @@ def test_batch_size_does_not_change_values(first_run, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(a[key], b[key])
     for column in ("explanation_change_pct", "ssim", "confidence_drop_pct", "rank_correlation", "topk_intersection"):
         np.testing.assert_allclose(b[column], a[column], rtol=1e-4, atol=1e-4, err_msg=column)
+
+
+def test_planner_skips_deeplift_on_a_model_with_reused_modules_and_says_why(tmp_path: Path) -> None:
+    from torch import nn
+
+    from xaibench.registry import models
+    from xaibench.types import Classifier
+
+    class Reuses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+            self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+            self.act = nn.ReLU()
+            self.head = nn.Linear(4, 10)
+
+        def forward(self, x):  # the same ReLU at two call sites
+            x = self.act(self.conv2(self.act(self.conv1(x))))
+            return self.head(x.mean(dim=(2, 3)))
+
+    @models.register("reusing_cnn_for_test")
+    def reusing_cnn_for_test() -> Classifier:
+        return Classifier(Reuses(), name="reusing_cnn_for_test", num_classes=10,
+                          input_size=(32, 32), mean=[0.5], std=[0.5], in_channels=1)
+
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        "[suite]\nname='reuse'\ndevice='cpu'\n[dataset]\nname='digits'\nlimit=2\n"
+        "[[models]]\nname='reusing_cnn_for_test'\n[[explainers]]\nname='deeplift_shap'\n"
+        "[[explainers]]\nname='saliency'\n"
+        "[[attacks]]\nname='exiaa'\nalphas=[0.1]\ntopks=[0.2]\nn_attack_images=1\n"
+    )
+    report = run_plan(build_plan(load_suite(str(path)), tmp_path / "out"))
+    units = {u["explainer"]: u for u in report.manifest["units"]}
+    assert units["deeplift_shap"]["state"] == "incompatible"
+    assert "act" in units["deeplift_shap"]["reason"]
+    assert units["saliency"]["state"] == "done"
+
+
+def test_corrupt_images_are_skipped_named_and_counted_in_the_manifest(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from xaibench.models.digits_cnn import digits_arrays
+
+    pixels, labels = digits_arrays("test", image_size=32)
+    root = tmp_path / "folder"
+    for label in (0, 1):
+        (root / f"class{label}").mkdir(parents=True)
+        rows = (labels == label).nonzero().flatten()[:3].tolist()
+        for i in rows:
+            array = (pixels[i, 0].numpy() * 255).astype("uint8")
+            Image.fromarray(array).save(root / f"class{label}" / f"img{i}.png")
+    broken = root / "class1" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        f"[suite]\nname='corrupt'\ndevice='cpu'\n[dataset]\nname='image_folder'\nroot='{root}'\n"
+        "[[models]]\nname='digits_cnn'\n[[explainers]]\nname='saliency'\n"
+        "[[attacks]]\nname='exiaa'\nalphas=[0.1]\ntopks=[0.2]\nn_attack_images=1\n"
+    )
+    with pytest.warns(RuntimeWarning, match="broken.png"):
+        report = run_plan(build_plan(load_suite(str(path)), tmp_path / "out"))
+    skipped = report.manifest["skipped_images"]
+    assert len(skipped) == 1 and "broken.png" in skipped[0]["item"]
+    frame = read_results(tmp_path / "out")
+    assert len(frame) > 0
+    assert not frame["image_id"].str.contains("broken").any()
+    assert not frame["attack_image_id"].str.contains("broken").any()

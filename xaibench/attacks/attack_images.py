@@ -62,7 +62,8 @@ def pool_probabilities(oracle: Oracle, context: AttackContext) -> Tensor:
         return context.pool_probs
     if CACHE_POOL_PROBS not in context.cache:
         assert context.pool is not None
-        context.cache[CACHE_POOL_PROBS] = oracle.predict(context.pool.pixels)
+        everything = torch.arange(len(context.pool))
+        context.cache[CACHE_POOL_PROBS] = oracle.predict(context.pool.images(everything))
     return context.cache[CACHE_POOL_PROBS]
 
 
@@ -114,7 +115,7 @@ def select_attack_images(
         [pool.ids[i] if ok else None for i, ok in zip(row, keep, strict=True)]
         for row, keep in zip(pool_index.tolist(), valid.tolist(), strict=True)
     ]
-    pixels = pool.pixels[pool_index.to(pool.pixels.device)].to(x01.device, x01.dtype)
+    pixels = pool.images(pool_index).to(x01.device, x01.dtype)
     pixels = pixels * valid.to(pixels.device, pixels.dtype).view(batch, slots, 1, 1, 1)
     return AttackImages(
         original_ids=list(context.original_ids),
@@ -140,18 +141,18 @@ def attack_image_attributions(
     attributions_cache: dict[tuple[str, int], Tensor] = context.cache.setdefault(CACHE_ATTRIBUTIONS, {})
     ranks_cache: dict[tuple[str, int], Tensor] = context.cache.setdefault(CACHE_RANKS, {})
     running_up = images.running_up.tolist()
-    missing: dict[tuple[str, int], int] = {}
-    for b, (row_ids, row_index) in enumerate(zip(images.ids, images.pool_index.tolist(), strict=True)):
-        for image_id, pool_row in zip(row_ids, row_index, strict=True):
+    # (original row, slot) of the first occurrence of each attack image not yet explained.
+    missing: dict[tuple[str, int], tuple[int, int]] = {}
+    for b, row_ids in enumerate(images.ids):
+        for slot, image_id in enumerate(row_ids):
             key = (image_id, int(running_up[b]))
             if image_id is not None and key not in attributions_cache and key not in missing:
-                missing[key] = pool_row
+                missing[key] = (b, slot)
 
     device = images.pixels.device
     if missing:
-        assert context.pool is not None
-        rows = torch.tensor(list(missing.values()), dtype=torch.long)
-        pixels = context.pool.pixels[rows.to(context.pool.pixels.device)].to(device, images.pixels.dtype)
+        originals, slots = zip(*missing.values(), strict=True)
+        pixels = images.pixels[list(originals), list(slots)]
         targets = torch.tensor([key[1] for key in missing], dtype=torch.long, device=device)
         explained = oracle.explain(pixels, targets).detach().to(device)
         if explained.shape != pixels.shape:

@@ -119,6 +119,14 @@ class DeepLiftShapExplainer(Explainer):
         self._mean_baseline_logits: dict[tuple, Tensor] = {}
         self._probed = False
 
+    @classmethod
+    def incompatibility(cls, classifier: nn.Module) -> str | None:
+        """Why the planner must skip this model (reused activation modules), or None."""
+        reused = list(getattr(classifier, "reused_modules", None) or [])
+        if reused:
+            return str(_reuse_error(getattr(classifier, "name", type(classifier).__name__), reused))
+        return None
+
     def baseline_images(self, image_shape: tuple[int, ...]) -> Tensor:
         """The ``n_baselines × C × H × W`` baseline set in [0, 1], on the CPU."""
         image_shape = tuple(int(s) for s in image_shape)

@@ -9,6 +9,7 @@ determines its output, so a re-run skips units whose part file exists (resume).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import platform
@@ -28,8 +29,8 @@ import torch
 from torch import Tensor
 
 from .. import __version__, registry
-from ..errors import ResourceUnavailableError, XaibenchError
-from ..types import AttackContext, Classifier, Explainer, ImageBatch, Oracle
+from ..errors import ConfigError, ResourceUnavailableError, XaibenchError
+from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle
 from . import results
 from .suite import PluginSpec, Suite
 
@@ -139,7 +140,7 @@ class ModelSetup:
     originals: list[int]
     pool: list[int]
     pool_probs: Tensor | None = None
-    pool_batch: ImageBatch | None = None
+    pool_batch: ImagePool | None = None
 
 
 @dataclass
@@ -235,9 +236,20 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
     units: list[WorkUnit] = []
     for setup in setups:
         ids = setup.dataset.ids
-        for spec in suite.explainers:
+        for index, spec in enumerate(suite.explainers):
             params = _explainer_params(spec, suite.seed)
-            reason = _incompatibility(registry.explainers.get(spec.name), setup.classifier)
+            explainer_cls = registry.explainers.get(spec.name)
+            reason = _incompatibility(explainer_cls, setup.classifier)
+            if reason is None:
+                # Build it once now so bad values (an unknown IG method, …) fail before any work.
+                try:
+                    explainer_cls(setup.classifier, **params)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(
+                        f"invalid parameters for explainer {spec.name!r}: {exc}",
+                        file=suite.source,
+                        key=f"explainers[{index}]",
+                    ) from None
             for start in range(0, len(setup.originals), suite.images_per_unit):
                 chunk = setup.originals[start : start + suite.images_per_unit]
                 image_ids = [ids[i] for i in chunk]
@@ -328,30 +340,42 @@ class ModelAccess:
         return torch.cat(gaps)
 
 
-def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImageBatch, Tensor]:
-    """Probabilities of the attack-image pool: once per (model, pool), cached on disk."""
+def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImagePool, Tensor]:
+    """The attack-image pool and its probabilities: once per (model, pool), cached on disk.
+
+    The pool is streamed through the model in chunks and kept as ids plus a loader, so a
+    10,000-image ImageNet pool costs its probabilities (40 MB), not its pixels (6 GB).
+    Images that cannot be read are left out of the pool (and recorded by the dataset).
+    """
     if setup.pool_batch is not None and setup.pool_probs is not None:
         return setup.pool_batch, setup.pool_probs
-    pool_batch = setup.dataset.load(setup.pool)
-    key = _stable_hash({"model": setup.spec.key(), "pool": pool_batch.ids, "format": RESULTS_FORMAT})
-    cache = plan.out / "_cache" / f"pool-probs-{results.partition_value(setup.spec.label)}-{key}.npy"
+    dataset = setup.dataset
+    key = _stable_hash(
+        {"model": setup.spec.key(), "pool": [dataset.ids[i] for i in setup.pool], "format": RESULTS_FORMAT}
+    )
+    cache = plan.out / "_cache" / f"pool-probs-{results.partition_value(setup.spec.label)}-{key}.npz"
     if cache.is_file():
-        probs = torch.from_numpy(np.load(cache))
+        with np.load(cache, allow_pickle=False) as stored:
+            ids = [str(i) for i in stored["ids"]]
+            probs = torch.from_numpy(stored["probs"])
     else:
         access = ModelAccess(setup.classifier, None, plan.device, plan.suite.batch_size)
-        probs = access.probabilities(pool_batch.pixels)
-        payload = _npy_bytes(probs.numpy())
-        results.write_atomic_bytes(cache, payload)
-    setup.pool_batch, setup.pool_probs = pool_batch, probs
-    return pool_batch, probs
+        ids, parts = [], []
+        for part in chunks(len(setup.pool), max(plan.suite.batch_size, 32)):
+            batch = dataset.load(setup.pool[part])
+            ids.extend(batch.ids)
+            parts.append(access.probabilities(batch.pixels))
+        probs = torch.cat(parts)
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=np.array(ids, dtype=str), probs=probs.numpy())
+        results.write_atomic_bytes(cache, buffer.getvalue())
+    index_of = {image_id: i for i, image_id in enumerate(dataset.ids)}
 
+    def load(rows: list[int]) -> Tensor:
+        return dataset.load([index_of[ids[r]] for r in rows]).pixels
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
+    setup.pool_batch, setup.pool_probs = ImagePool(ids, load), probs
+    return setup.pool_batch, probs
 
 
 # --------------------------------------------------------------------------------------

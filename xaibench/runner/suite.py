@@ -197,14 +197,7 @@ def _plugin_specs(
             else:
                 raise UnknownPluginError(str(exc), file=source, key=f"{where}.name") from None
         params = {k: v for k, v in entry.items() if k not in PLUGIN_RESERVED}
-        misplaced = sorted(set(params) & set(TOP_LEVEL))
-        if misplaced:
-            raise ConfigError(
-                f"{misplaced[0]!r} is a top-level key but sits inside this table: in TOML every "
-                "key after a [table] header belongs to that table; move it above the first table",
-                file=source,
-                key=where,
-            )
+        _check_misplaced(params, source, where)
         if canonical in reg:
             reg.validate_params(canonical, params, where=where)
         label = str(entry.get("label", name))
@@ -217,6 +210,17 @@ def _plugin_specs(
         labels.add(label)
         specs.append(PluginSpec(kind, canonical, params, label))
     return specs
+
+
+def _check_misplaced(table: dict[str, Any], source: str, where: str) -> None:
+    misplaced = sorted(set(table) & set(TOP_LEVEL))
+    if misplaced:
+        raise ConfigError(
+            f"{misplaced[0]!r} is a top-level key but sits inside this table: in TOML every "
+            "key after a [table] header belongs to that table; move it above the first table",
+            file=source,
+            key=where,
+        )
 
 
 def _is_timm_model(name: str) -> bool:
@@ -274,6 +278,7 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
     except UnknownPluginError as exc:
         raise UnknownPluginError(str(exc), file=source, key="dataset.name") from None
     dataset_params = {k: v for k, v in dataset_table.items() if k not in DATASET_RESERVED}
+    _check_misplaced(dataset_params, source, "dataset")
     if overrides.get("data") is not None:
         if "root" not in {p.name for p in registry.datasets.params(dataset_name)}:
             raise ConfigError(
