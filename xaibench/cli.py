@@ -22,8 +22,8 @@ app = typer.Typer(
     help="Benchmark the robustness and faithfulness of post-hoc explanations.",
 )
 # Logs and CI are not terminals: rich would squeeze the summary into 80 columns there.
-console = Console(width=None if sys.stdout.isatty() else 180)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
+console = Console(width=None if sys.stdout.isatty() else 240)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
 _state = {"debug": False}
 
 

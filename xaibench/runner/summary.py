@@ -50,7 +50,7 @@ def render_summary(summary: pd.DataFrame, console: Console, *, title: str = "Sum
         table.add_column(key.replace("_", " "))
     shown = [
         ("explanation_change_pct", "expl. change %", 1),
-        ("ssim", "SSIM", 4),
+        ("ssim", "SSIM", 3),
         ("confidence_drop_pct", "conf. drop pp", 2),
         ("prediction_flipped", "flipped", 2),
         ("topk_intersection", "top-k ∩", 2),
