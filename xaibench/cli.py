@@ -46,9 +46,7 @@ def run(
 ) -> None:
     """Run a suite: plan, compute every pending unit, write Parquet, print a summary."""
     from .runner.engine import build_plan, run_plan
-    from .runner.results import read_results
     from .runner.suite import load_suite
-    from .runner.summary import render_summary, summarize
 
     if data is None and os.environ.get("XAIBENCH_IMAGENET"):
         data = None  # the dataset reads the variable itself
@@ -92,17 +90,13 @@ def run(
         report = run_plan(plan, progress=advance)
 
     console.print(
-        f"run {report.run_id}: {report.units_done} units computed, {report.rows_written} rows written, "
+        f"run {report.run_id}: {report.units_done} units computed, {report.rows_written} rows written "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(report.rows_by_table.items())) or 'none'}), "
         f"{report.units_existing} resumed, {report.units_failed} failed, in {report.wall_s:.1f} s"
     )
     if report.manifest.get("skipped_images"):
         console.print(f"[yellow]{len(report.manifest['skipped_images'])} unreadable images skipped[/yellow] (see manifest.json)")
-    try:
-        frame = read_results(out, suite=resolved.name)
-    except XaibenchError:
-        frame = None
-    if frame is not None:
-        render_summary(summarize(frame), console, title=f"{resolved.name}: mean ± std over rows")
+    _print_summaries(out, resolved.name)
     console.print(f"results: {out}/ (Parquet, manifest.json)")
     if report.units_failed:
         err_console.print(f"[red]error:[/red] {report.units_failed} units failed; see {out}/manifest.json")
@@ -143,11 +137,10 @@ def list_plugins(
 @app.command()
 def show(results_dir: Annotated[Path, typer.Argument(help="A results folder written by 'xaibench run'.")]) -> None:
     """Summarise a results folder: its manifest and the mean ± std table."""
-    from .runner.results import read_manifest, read_results
-    from .runner.summary import render_summary, summarize
-
+    from .runner.results import read_manifest
     manifest = read_manifest(results_dir)
-    frame = read_results(results_dir)
+    if manifest is None and not Path(results_dir).is_dir():
+        raise XaibenchError(f"results folder {str(results_dir)!r} does not exist")
     if manifest:
         env = manifest.get("environment", {})
         states: dict[str, int] = {}
@@ -160,8 +153,32 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results folder writ
         )
         for model, info in manifest.get("models", {}).items():
             console.print(f"  {model}: weights from {info.get('pretrained_source')}")
-    console.print(f"{len(frame)} rows in {results_dir}")
-    render_summary(summarize(frame), console)
+    if not _print_summaries(results_dir, None):
+        raise XaibenchError(f"no results in {str(results_dir)!r}: run 'xaibench run --out {results_dir}' first")
+
+
+def _print_summaries(results_dir: Path, suite: str | None) -> bool:
+    """Print the robustness and faithfulness summaries that exist; False if there are none."""
+    from .runner.results import has_table, read_results
+    from .runner.summary import (
+        render_faithfulness,
+        render_summary,
+        summarize,
+        summarize_faithfulness,
+    )
+
+    printed = False
+    if has_table(results_dir, "robustness"):
+        frame = read_results(results_dir, suite, table="robustness")
+        console.print(f"{len(frame)} robustness rows in {results_dir}")
+        render_summary(summarize(frame), console, title="Robustness: mean ± std over rows")
+        printed = True
+    if has_table(results_dir, "faithfulness"):
+        frame = read_results(results_dir, suite, table="faithfulness")
+        console.print(f"{len(frame)} faithfulness rows in {results_dir}")
+        render_faithfulness(summarize_faithfulness(frame), console, title="Faithfulness: mean ± std, rank per metric")
+        printed = True
+    return printed
 
 
 def main() -> None:

@@ -320,3 +320,52 @@ class Metric:
 
     def __call__(self, **tensors: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------
+# Faithfulness metrics
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaithfulnessResult:
+    """Per-image scores of a faithfulness metric, with its curves where defined.
+
+    ``curves`` maps a curve name (e.g. ``"deletion"``, or ``"mif"`` and ``"lif"``) to an
+    ``N×S`` tensor sampled at ``curve_x`` (length ``S``, the fraction of pixels perturbed).
+    ``forward_images`` counts the images the metric pushed through the model.
+    """
+
+    scores: Tensor
+    curves: dict[str, Tensor] = field(default_factory=dict)
+    curve_x: Tensor | None = None
+    forward_images: int = 0
+
+
+class FaithfulnessMetric:
+    """Scores how well attributions explain the model, one value per image.
+
+    ``evaluate`` gets the model as a logits function ``forward(x01) -> N×K`` (no gradients
+    needed; it accepts any batch size) and must build its perturbed images lazily, in chunks of
+    ``chunk_size`` images, so memory stays bounded. Random metrics draw image ``i``'s
+    perturbations from a generator seeded with ``seeds[i]`` (batch results = single results).
+    ``multiplies_by_inputs`` tells the ``signed`` reduction whether the attributions already
+    include the input factor (IG, DeepLIFT) or are raw gradients (saliency, SmoothGrad).
+    """
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    category: ClassVar[str] = "faithfulness"
+
+    def evaluate(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        x01: Tensor,
+        attributions: Tensor,
+        target: Tensor,
+        *,
+        seeds: Sequence[int],
+        chunk_size: int = 8,
+        multiplies_by_inputs: bool = False,
+    ) -> FaithfulnessResult:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from xaibench.runner.engine import build_plan, run_plan
-from xaibench.runner.results import part_files, read_results
+from xaibench.runner.results import part_files, read_results, unit_marker
 from xaibench.runner.suite import load_suite
 
 ALPHAS = [0.03, 0.15]
@@ -92,6 +92,13 @@ def test_rows_and_columns(first_run) -> None:
     assert frame.loc[frame.explainer == "saliency", "completeness_gap"].isna().all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert {u["state"] for u in manifest["units"]} == {"done"}
+    assert all(unit_marker(out, u["unit_id"]).is_file() for u in manifest["units"])
+    assert frame["explainer_images_per_s"].gt(0).all()
+    # two examples per model × explainer (the first two originals), one per attack
+    examples = read_results(out, table="examples")
+    assert len(examples) == 2 * 2 * 2
+    assert examples["original_png"].map(lambda b: b[:4] == b"\x89PNG").all()
+    assert (examples["heatmap_height"] * examples["heatmap_width"] == examples["heatmap_original"].map(len)).all()
     assert manifest["environment"]["torch"]
 
 
@@ -107,16 +114,21 @@ def test_rerun_skips_finished_units_and_writes_no_duplicates(first_run) -> None:
     assert not frame.duplicated(key).any()
 
 
-def test_deleting_a_part_recomputes_only_that_unit_with_same_values(first_run) -> None:
+def test_a_unit_without_its_marker_is_recomputed_with_same_values_and_no_duplicates(first_run) -> None:
+    """A crash after writing a part but before the unit's marker: the unit runs again."""
     tmp, out, _ = first_run
     victim = part_files(out)[0]
     original = pq.read_table(victim).to_pandas()
-    victim.unlink()
+    unit_id = original["unit_id"].iloc[0]
+    unit_marker(out, unit_id).unlink()
     report = run_plan(build_plan(load_suite(str(digits_suite(tmp))), out))
     assert report.units_done == 1
     again = pq.read_table(victim).to_pandas()
     numeric = ["explanation_change_pct", "ssim", "confidence_drop_pct", "rank_correlation"]
     np.testing.assert_allclose(again[numeric].to_numpy(), original[numeric].to_numpy(), rtol=1e-5, atol=1e-6)
+    frame = read_results(out)
+    key = ["explainer", "attack", "image_id", "attack_image_id", "alpha", "topk"]
+    assert not frame.duplicated(key).any()
 
 
 def test_batch_size_does_not_change_values(first_run, tmp_path: Path) -> None:

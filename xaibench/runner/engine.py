@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .. import __version__, registry
 from ..errors import ConfigError, ResourceUnavailableError, XaibenchError
-from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle
+from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle, image_seeds
 from . import results
 from .suite import PluginSpec, Suite
 
@@ -112,7 +112,8 @@ class WorkUnit:
     explainer_params: dict[str, Any]
     indices: list[int]
     image_ids: list[str]
-    path: Path
+    path: Path  # the unit's completion marker (OUT/_units/<id>.json)
+    example_images: int = 0  # how many of the unit's first originals keep an example
     state: str = "pending"  # pending | done | existing | incompatible | failed
     reason: str = ""
     rows: int = 0
@@ -274,12 +275,14 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                     explainer_params=params,
                     indices=chunk,
                     image_ids=image_ids,
-                    path=results.part_path(out, suite.name, setup.spec.label, spec.label, unit_id),
+                    path=results.unit_marker(out, unit_id),
+                    # The first `examples` originals of each model × explainer keep an example.
+                    example_images=max(0, min(len(chunk), suite.examples - start)),
                 )
                 if reason:
                     unit.state, unit.reason = "incompatible", reason
                 elif unit.path.exists():
-                    unit.state, unit.reason = "existing", "part file already written (resumed)"
+                    unit.state, unit.reason = "existing", "already complete (resumed)"
                 units.append(unit)
     return Plan(suite, out, torch_device, setups, units, attacks, metrics)
 
@@ -304,6 +307,24 @@ class ModelAccess:
         self.batch_size = batch_size
         self.forward_images = 0
         self.explained_images = 0
+        self.explain_seconds = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def explainer_images_per_s(self) -> float:
+        """Images explained per second of explainer time (the AttEXplore paper's FPS)."""
+        return self.explained_images / self.explain_seconds if self.explain_seconds > 0 else math.nan
+
+    def logits(self, x01: Tensor) -> Tensor:
+        """Logits of any number of images, in chunks; the caller bounds memory by what it passes."""
+        outputs = []
+        with torch.no_grad():
+            for part in chunks(x01.shape[0], self.batch_size):
+                outputs.append(self.classifier(x01[part].to(self.device)).float().cpu())
+        self.forward_images += int(x01.shape[0])
+        return torch.cat(outputs) if outputs else torch.empty(0, self.classifier.num_classes)
 
     def probabilities(self, x01: Tensor) -> Tensor:
         outputs = []
@@ -317,11 +338,15 @@ class ModelAccess:
     def explain(self, x01: Tensor, target: Tensor) -> Tensor:
         assert self.explainer is not None
         outputs = []
+        self._sync()
+        started = time.perf_counter()
         for part in chunks(x01.shape[0], self.batch_size):
             attributions = self.explainer.explain(
                 x01[part].to(self.device), target[part].to(self.device)
             )
             outputs.append(attributions.detach().float().cpu())
+        self._sync()
+        self.explain_seconds += time.perf_counter() - started
         self.explained_images += int(x01.shape[0])
         return torch.cat(outputs) if outputs else torch.empty_like(x01)
 
@@ -383,41 +408,167 @@ def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImagePool, Tensor
 # --------------------------------------------------------------------------------------
 
 
-def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> pa.Table:
+def _is_faithfulness(metric: Any) -> bool:
+    return getattr(metric, "category", "") == "faithfulness" and hasattr(metric, "evaluate")
+
+
+def _reference_point(attack: Any, reference: dict[str, float]) -> dict[str, float]:
+    """The grid point faithfulness and examples use: the suite's reference, else the largest."""
+    grid = attack.grid() if hasattr(attack, "grid") else []
+    if not grid:
+        return {}
+    for point in grid:
+        if all(math.isclose(float(point.get(k, math.nan)), float(v)) for k, v in reference.items()):
+            return point
+    return max(grid, key=lambda point: tuple(float(v) for v in point.values()))
+
+
+def _select_rows(columns: dict[str, list[Any]], point: dict[str, float], rows: int) -> list[int]:
+    """Rows at ``point`` and from the most confident attack image (rank 0 when recorded)."""
+    chosen = []
+    for row in range(rows):
+        if any(not math.isclose(float(columns[k][row]), float(v)) for k, v in point.items() if k in columns):
+            continue
+        if "attack_image_rank" in columns and int(columns["attack_image_rank"][row]) != 0:
+            continue
+        chosen.append(row)
+    return chosen
+
+
+def _png(image01: Tensor) -> bytes:
+    from PIL import Image
+
+    array = (image01.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if array.shape[2] == 1:
+        array = array[:, :, 0]
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _heatmap(attributions: Tensor, side: int = 112) -> Tensor:
+    heat = attributions.abs().sum(dim=0, keepdim=True).unsqueeze(0)
+    if max(heat.shape[-2:]) > side:
+        heat = torch.nn.functional.adaptive_avg_pool2d(heat, (min(side, heat.shape[-2]), min(side, heat.shape[-1])))
+    return heat[0, 0].float()
+
+
+def _curve(result: Any, names: list[str], index: int, count: int) -> list[Any]:
+    if len(names) <= index:
+        return [None] * count
+    return [row.tolist() for row in result.curves[names[index]].float()]
+
+
+class UnitTables:
+    """Column lists for the unit's three tables."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, dict[str, list[Any]]] = {name: {} for name in results.TABLES}
+        self.rows: dict[str, int] = dict.fromkeys(results.TABLES, 0)
+
+    def add(self, table: str, values: dict[str, Iterable[Any]]) -> None:
+        lists = {name: list(column) for name, column in values.items()}
+        counts = {len(column) for column in lists.values()}
+        if len(counts) > 1:
+            raise ValueError(f"{table}: columns of different lengths {counts}")
+        count = counts.pop() if counts else 0
+        target = self.columns[table]
+        for name in set(target) | set(lists):
+            # A column that appears later (a plugin's extra column) is null-filled before.
+            target.setdefault(name, [None] * self.rows[table]).extend(lists.get(name, [None] * count))
+        self.rows[table] += count
+
+
+def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict[str, pa.Table]:
+    """Compute one unit: robustness rows, faithfulness rows and examples, as Arrow tables."""
     started = time.perf_counter()
     suite = plan.suite
     explainer_cls = registry.explainers.get(unit.explainer.name)
     explainer: Explainer = explainer_cls(setup.classifier, **unit.explainer_params)
     access = ModelAccess(setup.classifier, explainer, plan.device, suite.batch_size)
+    robustness_metrics = [m for m in plan.metrics if not _is_faithfulness(m)]
+    faithfulness_metrics = [m for m in plan.metrics if _is_faithfulness(m)]
+    tables = UnitTables()
 
     batch = setup.dataset.load(unit.indices)
     if len(batch) == 0:
-        return pa.table({})
+        return {}
     probs = access.probabilities(batch.pixels)
     predicted = probs.argmax(dim=1)
     clean = access.explain(batch.pixels, predicted)
     clean_gap = access.completeness_gap(batch.pixels, predicted, clean)
 
-    pool_batch, pool_probs = pool_probabilities(setup, plan) if plan.attacks else (None, None)
+    def faithfulness(x01: Tensor, attributions: Tensor, target: Tensor, image_rows: list[int], extra: dict[str, list[Any]]) -> None:
+        seeds = image_seeds(x01, target, suite.seed)
+        for metric, spec in zip(plan.metrics, suite.metrics, strict=True):
+            if not _is_faithfulness(metric):
+                continue
+            result = metric.evaluate(
+                access.logits,
+                x01,
+                attributions,
+                target,
+                seeds=seeds,
+                chunk_size=suite.batch_size,
+                multiplies_by_inputs=bool(getattr(explainer, "multiplies_by_inputs", False)),
+            )
+            names = list(result.curves)
+            count = x01.shape[0]
+            tables.add(
+                "faithfulness",
+                {
+                    "image_id": [batch.ids[i] for i in image_rows],
+                    "label": [int(batch.labels[i]) for i in image_rows],
+                    "predicted_class": [int(t) for t in target.tolist()],
+                    **extra,
+                    "metric": [spec.label] * count,
+                    "metric_params": [json.dumps(spec.params, sort_keys=True)] * count,
+                    "higher_is_better": [bool(metric.higher_is_better)] * count,
+                    "score": result.scores.double().cpu().tolist(),
+                    "curve_name": [names[0] if names else None] * count,
+                    "curve": _curve(result, names, 0, count),
+                    "curve2_name": [names[1] if len(names) > 1 else None] * count,
+                    "curve2": _curve(result, names, 1, count),
+                    "curve_x": [result.curve_x.float().tolist() if result.curve_x is not None else None] * count,
+                    "metric_forward_images": [result.forward_images / max(count, 1)] * count,
+                },
+            )
+
+    if faithfulness_metrics:
+        clean_extra: dict[str, list[Any]] = {
+            "on": ["clean"] * len(batch),
+            "attack": [None] * len(batch),
+            "alpha": [None] * len(batch),
+            "topk": [None] * len(batch),
+            "attack_image_id": [None] * len(batch),
+        }
+        faithfulness(batch.pixels, clean, predicted, list(range(len(batch))), clean_extra)
+
+    pool, pool_probs = pool_probabilities(setup, plan) if plan.attacks else (None, None)
     oracle = Oracle(access.probabilities, access.explain)
     context = AttackContext(
         original_ids=list(batch.ids),
         probs=probs,
-        pool=pool_batch,
+        pool=pool,
         pool_probs=pool_probs,
         seed=suite.seed,
     )
-
-    columns: dict[str, list[Any]] = {}
-
-    def extend(name: str, values: Iterable[Any]) -> None:
-        columns.setdefault(name, []).extend(values)
-
+    store_examples = unit.example_images > 0
     for attack_spec, attack in zip(suite.attacks, plan.attacks, strict=True):
         output = attack.perturb(batch.pixels, oracle, context)
         origin = output.origin.long()
         rows = output.images.shape[0]
-        metric_values: dict[str, list[float]] = {m.name: [] for m in plan.metrics}
+        point = _reference_point(attack, suite.reference)
+        selected = (
+            list(range(rows))
+            if suite.faithfulness_on_attacked == "all"
+            else _select_rows(output.columns, point, rows)
+            if suite.faithfulness_on_attacked == "reference" or store_examples
+            else []
+        )
+        kept = set(selected)
+        kept_images: dict[int, tuple[Tensor, int]] = {}
+        metric_values: dict[str, list[float]] = {m.name: [] for m in robustness_metrics}
         corrupted_pred: list[int] = []
         corrupted_gap: list[float] = []
         for part in chunks(rows, suite.batch_size):
@@ -435,29 +586,90 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> pa.T
                 "probs_original": probs[rows_origin],
                 "probs_corrupted": probs_corrupted,
             }
-            for metric in plan.metrics:
+            for metric in robustness_metrics:
                 values = metric(**{name: tensors[name] for name in metric.needs})
                 metric_values[metric.name].extend(values.double().cpu().tolist())
             corrupted_pred.extend(predicted_corrupted.tolist())
             corrupted_gap.extend(gap.tolist() if gap is not None else [math.nan] * images.shape[0])
+            for offset, row in enumerate(range(part.start, part.stop)):
+                if row in kept:
+                    kept_images[row] = (expl_corrupted[offset], int(predicted_corrupted[offset]))
 
         origin_list = origin.tolist()
-        extend("image_id", (batch.ids[i] for i in origin_list))
-        extend("label", (int(batch.labels[i]) for i in origin_list))
-        extend("predicted_class", (int(predicted[i]) for i in origin_list))
-        extend("predicted_prob", (float(probs[i, predicted[i]]) for i in origin_list))
-        extend("predicted_class_corrupted", corrupted_pred)
-        extend("attack", [attack_spec.label] * rows)
-        extend("attack_params", [json.dumps(attack_spec.params, sort_keys=True)] * rows)
-        for name, values in output.columns.items():
-            extend(name, values)
-        for name, values in metric_values.items():
-            extend(name, values)
-        gap_values = [math.nan if clean_gap is None else float(clean_gap[i]) for i in origin_list]
-        extend("completeness_gap", gap_values)
-        extend("completeness_gap_corrupted", corrupted_gap)
+        metric_columns = {
+            spec.label: metric_values[metric.name]
+            for metric, spec in zip(plan.metrics, suite.metrics, strict=True)
+            if not _is_faithfulness(metric)
+        }
+        tables.add(
+            "robustness",
+            {
+                "image_id": (batch.ids[i] for i in origin_list),
+                "label": (int(batch.labels[i]) for i in origin_list),
+                "predicted_class": (int(predicted[i]) for i in origin_list),
+                "predicted_prob": (float(probs[i, predicted[i]]) for i in origin_list),
+                "predicted_class_corrupted": corrupted_pred,
+                "attack": [attack_spec.label] * rows,
+                "attack_params": [json.dumps(attack_spec.params, sort_keys=True)] * rows,
+                **output.columns,
+                **metric_columns,
+                "completeness_gap": [
+                    math.nan if clean_gap is None else float(clean_gap[i]) for i in origin_list
+                ],
+                "completeness_gap_corrupted": corrupted_gap,
+            },
+        )
 
-    rows_total = len(columns.get("image_id", []))
+        if faithfulness_metrics and suite.faithfulness_on_attacked != "none" and selected:
+            images = output.images[selected]
+            attributions = torch.stack([kept_images[r][0] for r in selected])
+            target = torch.tensor([kept_images[r][1] for r in selected])
+            faithfulness(
+                images,
+                attributions,
+                target,
+                [origin_list[r] for r in selected],
+                {
+                    "on": ["attacked"] * len(selected),
+                    "attack": [attack_spec.label] * len(selected),
+                    "alpha": [output.columns.get("alpha", [None] * rows)[r] for r in selected],
+                    "topk": [output.columns.get("topk", [None] * rows)[r] for r in selected],
+                    "attack_image_id": [output.columns.get("attack_image_id", [None] * rows)[r] for r in selected],
+                },
+            )
+
+        if store_examples and selected:
+            first_row_of: dict[int, int] = {}
+            for row in selected:
+                first_row_of.setdefault(origin_list[row], row)
+            example_rows = [
+                first_row_of[i] for i in range(min(unit.example_images, len(batch))) if i in first_row_of
+            ]
+            changes = metric_columns.get("explanation_change_pct", [math.nan] * rows)
+            tables.add(
+                "examples",
+                {
+                    "image_id": [batch.ids[origin_list[r]] for r in example_rows],
+                    "attack": [attack_spec.label] * len(example_rows),
+                    "alpha": [output.columns.get("alpha", [None] * rows)[r] for r in example_rows],
+                    "topk": [output.columns.get("topk", [None] * rows)[r] for r in example_rows],
+                    "attack_image_id": [
+                        output.columns.get("attack_image_id", [None] * rows)[r] for r in example_rows
+                    ],
+                    "explanation_change_pct": [changes[r] for r in example_rows],
+                    "original_png": [_png(batch.pixels[origin_list[r]]) for r in example_rows],
+                    "corrupted_png": [_png(output.images[r]) for r in example_rows],
+                    "heatmap_original": [
+                        _heatmap(clean[origin_list[r]]).flatten().tolist() for r in example_rows
+                    ],
+                    "heatmap_corrupted": [
+                        _heatmap(kept_images[r][0]).flatten().tolist() for r in example_rows
+                    ],
+                    "heatmap_height": [_heatmap(clean[0]).shape[0]] * len(example_rows),
+                    "heatmap_width": [_heatmap(clean[0]).shape[1]] * len(example_rows),
+                },
+            )
+
     wall = time.perf_counter() - started
     constant = {
         "run_id": run_id,
@@ -476,11 +688,20 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> pa.T
         "unit_wall_s": wall,
         "unit_forward_images": access.forward_images,
         "unit_explained_images": access.explained_images,
-        "unit_images_per_s": access.explained_images / wall if wall > 0 else math.nan,
+        "explainer_images_per_s": access.explainer_images_per_s(),
     }
-    for name, value in constant.items():
-        columns[name] = [value] * rows_total
-    return pa.table(columns)
+    out: dict[str, pa.Table] = {}
+    for table, columns in tables.columns.items():
+        count = tables.rows[table]
+        if not count:
+            continue
+        if table != "examples":
+            for name, value in constant.items():
+                columns[name] = [value] * count
+        else:
+            columns["run_id"] = [run_id] * count
+        out[table] = pa.table(columns)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -496,7 +717,8 @@ class RunReport:
     units_existing: int
     units_incompatible: int
     units_failed: int
-    rows_written: int
+    rows_written: int  # robustness + faithfulness rows (examples not counted)
+    rows_by_table: dict[str, int]
     wall_s: float
     manifest: dict[str, Any]
 
@@ -552,13 +774,14 @@ def run_plan(
     setups = {s.spec.label: s for s in plan.setups}
     pending = [u for u in plan.units if u.state == "pending"]
     rows_written = 0
+    rows_by_table: dict[str, int] = {}
     for index, unit in enumerate(pending):
         if unit.path.exists():  # another run wrote it meanwhile
             unit.state, unit.reason = "existing", "written by a concurrent run"
         else:
             unit_started = time.perf_counter()
             try:
-                table = run_unit(unit, setups[unit.model.label], plan, run_id)
+                tables = run_unit(unit, setups[unit.model.label], plan, run_id)
             except XaibenchError:
                 raise
             except Exception as exc:  # one broken unit must not lose the others
@@ -569,11 +792,25 @@ def run_plan(
                     stacklevel=1,
                 )
             else:
-                if table.num_rows:
-                    results.write_part(unit.path, table)
-                unit.state, unit.rows = "done", table.num_rows
+                # Parts first, the marker last: a unit without its marker is recomputed, and
+                # recomputing rewrites the same part names with the same values (no duplicates).
+                parts = {}
+                for name, table in tables.items():
+                    path = results.part_path(
+                        plan.out, name, plan.suite.name, unit.model.label, unit.explainer.label, unit.unit_id
+                    )
+                    results.write_part(path, table)
+                    parts[name] = {"path": str(path.relative_to(plan.out)), "rows": table.num_rows}
                 unit.wall_s = time.perf_counter() - unit_started
-                rows_written += table.num_rows
+                results.write_json(
+                    unit.path,
+                    {"unit_id": unit.unit_id, "run_id": run_id, "parts": parts, "wall_s": unit.wall_s},
+                )
+                unit.state = "done"
+                unit.rows = sum(t.num_rows for n, t in tables.items() if n != "examples")
+                rows_written += unit.rows
+                for name, table in tables.items():
+                    rows_by_table[name] = rows_by_table.get(name, 0) + table.num_rows
             save()
         if progress is not None:
             progress(unit, index + 1, len(pending))
@@ -587,6 +824,7 @@ def run_plan(
         units_incompatible=count("incompatible"),
         units_failed=count("failed"),
         rows_written=rows_written,
+        rows_by_table=rows_by_table,
         wall_s=time.perf_counter() - started,
         manifest=manifest,
     )

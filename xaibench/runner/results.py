@@ -1,10 +1,13 @@
 """Parquet results: one part file per work unit, hive-partitioned, written atomically.
 
-Layout::
+Layout (docs/results.md)::
 
-    OUT/suite=<suite>/model=<model>/explainer=<explainer>/part-<unit id>.parquet
+    OUT/<table>/suite=<suite>/model=<model>/explainer=<explainer>/part-<unit id>.parquet
+    OUT/_units/<unit id>.json    written last: the unit is complete
     OUT/manifest.json            the latest run (resolved suite, environment, unit states)
     OUT/runs/<run id>.json       every run's manifest, kept
+
+Tables: ``robustness``, ``faithfulness``, ``examples``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 
 from ..errors import XaibenchError
 
+TABLES = ("robustness", "faithfulness", "examples")
 PARTITION_KEYS = ("suite", "model", "explainer")
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
@@ -32,9 +36,10 @@ def partition_value(value: str) -> str:
     return _SAFE.sub("_", value)
 
 
-def part_path(out: Path, suite: str, model: str, explainer: str, unit_id: str) -> Path:
+def part_path(out: Path, table: str, suite: str, model: str, explainer: str, unit_id: str) -> Path:
     return (
         out
+        / table
         / f"suite={partition_value(suite)}"
         / f"model={partition_value(model)}"
         / f"explainer={partition_value(explainer)}"
@@ -74,29 +79,52 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     write_atomic_bytes(path, json.dumps(payload, indent=2, default=str).encode("utf-8"))
 
 
-def part_files(results_dir: Path) -> list[Path]:
-    return sorted(p for p in results_dir.rglob("part-*.parquet") if not p.name.startswith("."))
+def unit_marker(out: Path, unit_id: str) -> Path:
+    return out / "_units" / f"{unit_id}.json"
 
 
-def read_results(results_dir: str | Path, suite: str | None = None) -> pd.DataFrame:
-    """All rows of a results folder as a DataFrame (partition columns included)."""
+def part_files(results_dir: Path, table: str = "robustness") -> list[Path]:
+    folder = results_dir / table
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("part-*.parquet") if not p.name.startswith("."))
+
+
+def has_table(results_dir: str | Path, table: str) -> bool:
+    return bool(part_files(Path(results_dir), table))
+
+
+def read_results(
+    results_dir: str | Path, suite: str | None = None, *, table: str = "robustness"
+) -> pd.DataFrame:
+    """All rows of one table of a results folder as a DataFrame (partition columns included)."""
+    if table not in TABLES:
+        raise XaibenchError(f"unknown results table {table!r}; tables: {', '.join(TABLES)}")
     folder = Path(results_dir)
     if not folder.is_dir():
         raise XaibenchError(f"results folder {str(folder)!r} does not exist")
-    files = part_files(folder)
+    files = part_files(folder, table)
     if suite is not None:
         files = [f for f in files if f"suite={partition_value(suite)}" in f.parts]
     if not files:
         raise XaibenchError(
-            f"no results in {str(folder)!r}: expected part-*.parquet files written by 'xaibench run'"
+            f"no {table} results in {str(folder)!r}: expected {table}/…/part-*.parquet files "
+            "written by 'xaibench run'"
         )
     # Partition keys live only in the folder names; read them back as strings always.
     partitioning = pads.partitioning(
         pa.schema([(key, pa.string()) for key in PARTITION_KEYS]), flavor="hive"
     )
+    # Parts may differ in columns (a plugin's extra column, all-null curves): read them with
+    # the union of their schemas instead of the first file's.
+    schema = pa.unify_schemas(
+        [pq.read_schema(f) for f in files]
+        + [pa.schema([(key, pa.string()) for key in PARTITION_KEYS])],
+        promote_options="permissive",
+    )
     dataset = pads.dataset(
-        [str(f) for f in files], format="parquet", partitioning=partitioning,
-        partition_base_dir=str(folder),
+        [str(f) for f in files], schema=schema, format="parquet", partitioning=partitioning,
+        partition_base_dir=str(folder / table),
     )
     return dataset.to_table().to_pandas()
 

@@ -32,6 +32,8 @@ SUITE_KEYS = {
     "batch_size": "a positive integer (images per forward/backward chunk)",
     "images_per_unit": "a positive integer (originals per work unit)",
     "reference": "a table {alpha = …, topk = …}: the grid point the leaderboard ranks by",
+    "examples": "a non-negative integer: example images stored per model × explainer (default 2)",
+    "faithfulness_on_attacked": "'reference' (default), 'all' or 'none': which attacked explanations faithfulness metrics also score",
 }
 DATASET_RESERVED = {
     "name": "a registered dataset name",
@@ -89,6 +91,8 @@ class Suite:
     attacks: list[PluginSpec]
     metrics: list[PluginSpec]
     reference: dict[str, float] = field(default_factory=dict)
+    examples: int = 2
+    faithfulness_on_attacked: str = "reference"
 
     def to_dict(self) -> dict[str, Any]:
         def spec(s: PluginSpec) -> dict[str, Any]:
@@ -103,6 +107,8 @@ class Suite:
                 "batch_size": self.batch_size,
                 "images_per_unit": self.images_per_unit,
                 "reference": self.reference,
+                "examples": self.examples,
+                "faithfulness_on_attacked": self.faithfulness_on_attacked,
             },
             "dataset": {
                 "name": self.dataset.name,
@@ -312,6 +318,22 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
             "expected a table {alpha = …, topk = …}", file=source, key="suite.reference"
         )
 
+    examples = _int(head.get("examples", 2), source, "suite.examples", minimum=0)
+    on_attacked = head.get("faithfulness_on_attacked", "reference")
+    if on_attacked not in ("reference", "all", "none"):
+        raise ConfigError(
+            f"expected 'reference', 'all' or 'none', got {on_attacked!r}",
+            file=source,
+            key="suite.faithfulness_on_attacked",
+        )
+    if not attacks and not any(
+        getattr(registry.metrics.get(m.name), "category", "") == "faithfulness" for m in metrics
+    ):
+        raise ConfigError(
+            "the suite has no [[attacks]] and no faithfulness metric, so it would compute nothing",
+            file=source,
+        )
+
     return Suite(
         name=name,
         description=str(head.get("description", "")),
@@ -329,6 +351,8 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
         attacks=attacks,
         metrics=metrics,
         reference=dict(reference),
+        examples=examples,  # type: ignore[arg-type]
+        faithfulness_on_attacked=on_attacked,
     )
 
 

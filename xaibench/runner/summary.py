@@ -67,3 +67,45 @@ def render_summary(summary: pd.DataFrame, console: Console, *, title: str = "Sum
         cells.append(str(int(row["n"])))
         table.add_row(*cells)
     console.print(table)
+
+
+FAITHFULNESS_KEYS = ("suite", "model", "explainer", "on", "metric")
+
+
+def summarize_faithfulness(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std of each faithfulness metric per model × explainer (clean and attacked),
+    with the explainer's throughput and its rank per metric (1 = best)."""
+    keys = [k for k in FAITHFULNESS_KEYS if k in frame.columns]
+    grouped = frame.groupby(keys, dropna=False, sort=True)
+    table = grouped["score"].agg(["mean", "std"]).rename(columns={"mean": "score_mean", "std": "score_std"})
+    table["images"] = grouped["image_id"].nunique()
+    table["higher_is_better"] = grouped["higher_is_better"].first()
+    if "explainer_images_per_s" in frame.columns:
+        table["images_per_s"] = grouped["explainer_images_per_s"].mean()
+    table = table.reset_index()
+    rank_keys = [k for k in ("suite", "model", "on", "metric") if k in table.columns]
+    signed = table["score_mean"].where(table["higher_is_better"].astype(bool), -table["score_mean"])
+    table["rank"] = signed.groupby([table[k] for k in rank_keys]).rank(ascending=False, method="min")
+    return table
+
+
+def render_faithfulness(summary: pd.DataFrame, console: Console, *, title: str = "Faithfulness") -> None:
+    if summary.empty:
+        return
+    table = Table(title=title, header_style="bold")
+    for header in ("model", "explainer", "on", "metric", "score", "rank", "images/s", "n"):
+        table.add_column(header, justify="right" if header in ("score", "rank", "images/s", "n") else "left")
+    ordered = summary.sort_values([c for c in ("model", "on", "metric", "rank") if c in summary.columns])
+    for _, row in ordered.iterrows():
+        arrow = "↑" if row["higher_is_better"] else "↓"
+        table.add_row(
+            str(row.get("model", "")),
+            str(row.get("explainer", "")),
+            str(row.get("on", "")),
+            f"{row['metric']} {arrow}",
+            _cell(row["score_mean"], row["score_std"], 4),
+            str(int(row["rank"])),
+            f"{row['images_per_s']:.2f}" if "images_per_s" in row and pd.notna(row["images_per_s"]) else "–",
+            str(int(row["images"])),
+        )
+    console.print(table)
