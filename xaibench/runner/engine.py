@@ -32,6 +32,7 @@ from .. import __version__, registry
 from ..errors import ConfigError, ResourceUnavailableError, XaibenchError
 from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle, image_seeds
 from . import results
+from .chunking import ChunkSizes, TuningCache, candidate_sizes, measure_best_size, run_in_chunks
 from .suite import PluginSpec, Suite
 
 RESULTS_FORMAT = 1
@@ -153,6 +154,7 @@ class Plan:
     units: list[WorkUnit]
     attacks: list[Any]
     metrics: list[Any]
+    chunk_sizes: ChunkSizes
     notes: list[str] = field(default_factory=list)
 
 
@@ -284,7 +286,8 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                 elif unit.path.exists():
                     unit.state, unit.reason = "existing", "already complete (resumed)"
                 units.append(unit)
-    return Plan(suite, out, torch_device, setups, units, attacks, metrics)
+    sizes = ChunkSizes(default=suite.batch_size if isinstance(suite.batch_size, int) else 8)
+    return Plan(suite, out, torch_device, setups, units, attacks, metrics, sizes)
 
 
 # --------------------------------------------------------------------------------------
@@ -298,13 +301,29 @@ def chunks(count: int, size: int) -> Iterable[slice]:
 
 
 class ModelAccess:
-    """Chunked, device-aware predict/explain for one (classifier, explainer) pair."""
+    """Chunked, device-aware predict/explain for one (classifier, explainer) pair.
 
-    def __init__(self, classifier: Classifier, explainer: Explainer | None, device: torch.device, batch_size: int):
+    Chunk sizes come from the run's ``ChunkSizes`` (measured or fixed) under the keys
+    ``(model, explainer, "explain")`` and ``(model, "-", "forward")``; an out-of-memory error
+    halves the chunk and retries it, keeping everything already computed.
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        explainer: Explainer | None,
+        device: torch.device,
+        sizes: ChunkSizes,
+        *,
+        model_label: str,
+        explainer_label: str = "-",
+    ):
         self.classifier = classifier
         self.explainer = explainer
         self.device = device
-        self.batch_size = batch_size
+        self.sizes = sizes
+        self.explain_key = (model_label, explainer_label, "explain")
+        self.forward_key = (model_label, "-", "forward")
         self.forward_images = 0
         self.explained_images = 0
         self.explain_seconds = 0.0
@@ -319,32 +338,29 @@ class ModelAccess:
 
     def logits(self, x01: Tensor) -> Tensor:
         """Logits of any number of images, in chunks; the caller bounds memory by what it passes."""
-        outputs = []
-        with torch.no_grad():
-            for part in chunks(x01.shape[0], self.batch_size):
-                outputs.append(self.classifier(x01[part].to(self.device)).float().cpu())
+
+        def compute(part: slice) -> Tensor:
+            with torch.no_grad():
+                return self.classifier(x01[part].to(self.device)).float().cpu()
+
+        outputs = run_in_chunks(x01.shape[0], self.sizes, self.forward_key, compute)
         self.forward_images += int(x01.shape[0])
         return torch.cat(outputs) if outputs else torch.empty(0, self.classifier.num_classes)
 
     def probabilities(self, x01: Tensor) -> Tensor:
-        outputs = []
-        with torch.no_grad():
-            for part in chunks(x01.shape[0], self.batch_size):
-                logits = self.classifier(x01[part].to(self.device))
-                outputs.append(torch.softmax(logits.float(), dim=1).cpu())
-        self.forward_images += int(x01.shape[0])
-        return torch.cat(outputs) if outputs else torch.empty(0, self.classifier.num_classes)
+        return torch.softmax(self.logits(x01), dim=1)
 
     def explain(self, x01: Tensor, target: Tensor) -> Tensor:
         assert self.explainer is not None
-        outputs = []
+        explainer = self.explainer
+
+        def compute(part: slice) -> Tensor:
+            attributions = explainer.explain(x01[part].to(self.device), target[part].to(self.device))
+            return attributions.detach().float().cpu()
+
         self._sync()
         started = time.perf_counter()
-        for part in chunks(x01.shape[0], self.batch_size):
-            attributions = self.explainer.explain(
-                x01[part].to(self.device), target[part].to(self.device)
-            )
-            outputs.append(attributions.detach().float().cpu())
+        outputs = run_in_chunks(x01.shape[0], self.sizes, self.explain_key, compute)
         self._sync()
         self.explain_seconds += time.perf_counter() - started
         self.explained_images += int(x01.shape[0])
@@ -352,17 +368,56 @@ class ModelAccess:
 
     def completeness_gap(self, x01: Tensor, target: Tensor, attributions: Tensor) -> Tensor | None:
         assert self.explainer is not None
-        if not getattr(self.explainer, "has_completeness", False):
+        explainer = self.explainer
+        if not getattr(explainer, "has_completeness", False):
             return None
-        gaps = []
-        for part in chunks(x01.shape[0], self.batch_size):
-            gap = self.explainer.completeness_gap(
+
+        def compute(part: slice) -> Tensor:
+            gap = explainer.completeness_gap(
                 x01[part].to(self.device), target[part].to(self.device), attributions[part].to(self.device)
             )
-            if gap is None:
-                return None
-            gaps.append(gap.detach().float().cpu())
-        return torch.cat(gaps)
+            return torch.full((part.stop - part.start,), math.nan) if gap is None else gap.detach().float().cpu()
+
+        return torch.cat(run_in_chunks(x01.shape[0], self.sizes, self.forward_key, compute))
+
+    def tune(self, sample: Tensor, target: Tensor, cache: TuningCache, identity: dict[str, Any], maximum: int) -> None:
+        """Measure the fastest chunk size per stage on ``sample`` (briefly), unless cached."""
+        for key, stage in ((self.forward_key, "forward"), (self.explain_key, "explain")):
+            if self.sizes.known(key) or (stage == "explain" and self.explainer is None):
+                continue
+            cache_key = cache.key({**identity, "stage": stage, "device": _device_name(self.device)})
+            cached = cache.get(cache_key)
+            if cached is not None:
+                self.sizes.set(key, cached, "measured earlier (cached)")
+                continue
+            candidates = candidate_sizes(self.device, maximum)
+            repeats = -(-candidates[-1] // sample.shape[0])
+            images = sample.repeat(repeats, 1, 1, 1)[: candidates[-1]].to(self.device)
+            targets = target.repeat(repeats)[: candidates[-1]].to(self.device)
+            def compute(
+                size: int,
+                stage: str = stage,
+                images: Tensor = images,
+                targets: Tensor = targets,
+                explainer: Explainer | None = self.explainer,
+            ) -> None:
+                if stage == "forward":
+                    with torch.no_grad():
+                        self.classifier(images[:size])
+                else:
+                    assert explainer is not None
+                    explainer.explain(images[:size], targets[:size])
+                self._sync()
+
+            best, timings = measure_best_size(compute, candidates)
+            self.sizes.set(key, best, f"measured: {', '.join(f'{k}: {v * 1e3:.1f} ms/img' for k, v in timings.items())}")
+            cache.put(cache_key, best, timings, f"{key[0]} × {key[1]} × {stage}")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu-{platform.machine()}"
 
 
 def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImagePool, Tensor]:
@@ -384,9 +439,9 @@ def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImagePool, Tensor
             ids = [str(i) for i in stored["ids"]]
             probs = torch.from_numpy(stored["probs"])
     else:
-        access = ModelAccess(setup.classifier, None, plan.device, plan.suite.batch_size)
+        access = ModelAccess(setup.classifier, None, plan.device, plan.chunk_sizes, model_label=setup.spec.label)
         ids, parts = [], []
-        for part in chunks(len(setup.pool), max(plan.suite.batch_size, 32)):
+        for part in chunks(len(setup.pool), 64):
             batch = dataset.load(setup.pool[part])
             ids.extend(batch.ids)
             parts.append(access.probabilities(batch.pixels))
@@ -485,7 +540,14 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
     suite = plan.suite
     explainer_cls = registry.explainers.get(unit.explainer.name)
     explainer: Explainer = explainer_cls(setup.classifier, **unit.explainer_params)
-    access = ModelAccess(setup.classifier, explainer, plan.device, suite.batch_size)
+    access = ModelAccess(
+        setup.classifier,
+        explainer,
+        plan.device,
+        plan.chunk_sizes,
+        model_label=unit.model.label,
+        explainer_label=unit.explainer.label,
+    )
     robustness_metrics = [m for m in plan.metrics if not _is_faithfulness(m)]
     faithfulness_metrics = [m for m in plan.metrics if _is_faithfulness(m)]
     tables = UnitTables()
@@ -493,6 +555,17 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
     batch = setup.dataset.load(unit.indices)
     if len(batch) == 0:
         return {}
+    if suite.batch_size == "auto":
+        with torch.no_grad():
+            sample_target = setup.classifier(batch.pixels[:1].to(plan.device)).argmax(dim=1).cpu()
+        access.tune(
+            batch.pixels[:1],
+            sample_target,
+            TuningCache(),
+            {"model": unit.model.key(), "explainer": {"name": unit.explainer.name, "params": unit.explainer_params},
+             "input": list(batch.pixels.shape[1:])},
+            maximum=suite.max_batch_size if plan.device.type == "cpu" else 4 * suite.max_batch_size,
+        )
     probs = access.probabilities(batch.pixels)
     predicted = probs.argmax(dim=1)
     clean = access.explain(batch.pixels, predicted)
@@ -509,7 +582,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
                 attributions,
                 target,
                 seeds=seeds,
-                chunk_size=suite.batch_size,
+                chunk_size=plan.chunk_sizes.get(access.forward_key),
                 multiplies_by_inputs=bool(getattr(explainer, "multiplies_by_inputs", False)),
             )
             names = list(result.curves)
@@ -571,7 +644,8 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         metric_values: dict[str, list[float]] = {m.name: [] for m in robustness_metrics}
         corrupted_pred: list[int] = []
         corrupted_gap: list[float] = []
-        for part in chunks(rows, suite.batch_size):
+        # Rows are processed in explain-sized chunks so memory stays bounded by the chunk.
+        for part in chunks(rows, max(plan.chunk_sizes.get(access.explain_key), 1)):
             images = output.images[part]
             probs_corrupted = access.probabilities(images)
             predicted_corrupted = probs_corrupted.argmax(dim=1)
@@ -688,6 +762,8 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         "unit_wall_s": wall,
         "unit_forward_images": access.forward_images,
         "unit_explained_images": access.explained_images,
+        "explain_chunk_size": plan.chunk_sizes.get(access.explain_key),
+        "forward_chunk_size": plan.chunk_sizes.get(access.forward_key),
         "explainer_images_per_s": access.explainer_images_per_s(),
     }
     out: dict[str, pa.Table] = {}
@@ -738,6 +814,7 @@ def _manifest(plan: Plan, run_id: str, started: str, env: dict[str, Any], skippe
         "models": {s.spec.label: s.classifier.provenance() for s in plan.setups},
         "originals": {s.spec.label: len(s.originals) for s in plan.setups},
         "skipped_images": skipped,
+        "chunk_sizes": plan.chunk_sizes.record(),
         "units": [u.record() for u in plan.units],
     }
 

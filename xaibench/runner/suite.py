@@ -29,7 +29,8 @@ SUITE_KEYS = {
     "description": "a string",
     "seed": "an integer",
     "device": "'auto', 'cpu' or 'cuda'",
-    "batch_size": "a positive integer (images per forward/backward chunk)",
+    "batch_size": "'auto' (measure the fastest chunk size, the default) or a positive integer (images per chunk)",
+    "max_batch_size": "a positive integer: the largest chunk 'auto' tries on a CPU (×4 on a GPU; default 32)",
     "images_per_unit": "a positive integer (originals per work unit)",
     "reference": "a table {alpha = …, topk = …}: the grid point the leaderboard ranks by",
     "examples": "a non-negative integer: example images stored per model × explainer (default 2)",
@@ -80,7 +81,7 @@ class Suite:
     source: str
     seed: int
     device: str
-    batch_size: int
+    batch_size: int | str
     images_per_unit: int
     dataset: PluginSpec
     n_classes: int | None
@@ -93,6 +94,7 @@ class Suite:
     reference: dict[str, float] = field(default_factory=dict)
     examples: int = 2
     faithfulness_on_attacked: str = "reference"
+    max_batch_size: int = 32
 
     def to_dict(self) -> dict[str, Any]:
         def spec(s: PluginSpec) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class Suite:
                 "seed": self.seed,
                 "device": self.device,
                 "batch_size": self.batch_size,
+                "max_batch_size": self.max_batch_size,
                 "images_per_unit": self.images_per_unit,
                 "reference": self.reference,
                 "examples": self.examples,
@@ -272,7 +275,10 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
         raise ConfigError(
             f"expected 'auto', 'cpu' or 'cuda', got {device!r}", file=source, key="suite.device"
         )
-    batch_size = _int(head.get("batch_size", 8), source, "suite.batch_size")
+    batch_size: int | str = head.get("batch_size", "auto")
+    if batch_size != "auto":
+        batch_size = _int(batch_size, source, "suite.batch_size")  # type: ignore[assignment]
+    max_batch_size = _int(head.get("max_batch_size", 32), source, "suite.max_batch_size")
     images_per_unit = _int(head.get("images_per_unit", 4), source, "suite.images_per_unit")
 
     dataset_table = data["dataset"]
@@ -352,6 +358,7 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
         metrics=metrics,
         reference=dict(reference),
         examples=examples,  # type: ignore[arg-type]
+        max_batch_size=max_batch_size,  # type: ignore[arg-type]
         faithfulness_on_attacked=on_attacked,
     )
 

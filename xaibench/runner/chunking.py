@@ -1,0 +1,178 @@
+"""Chunk sizes: measured per model × explainer × device, cached, halved on out-of-memory.
+
+Bigger is not always faster. On 2 CPU cores EfficientNet-Lite0's forward pass costs
+~12 ms/image at batch 8 but ~50 ms/image at batch 64 (DESIGN.md), while a GPU wants the
+largest batch that fits. So the runner measures a few candidate sizes briefly, keeps the
+fastest, caches the choice, and on a CUDA out-of-memory error halves the chunk and retries
+without losing any computed row (timm's ``decay_batch_step`` is the precedent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..models.cache import cache_dir
+from . import results
+
+#: Stages that get their own chunk size: explanations (forward + backward, often many
+#: internal samples) and forward-only passes (predictions, faithfulness perturbations).
+STAGES = ("explain", "forward")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in message or "can't allocate memory" in message
+    )
+
+
+class ChunkSizes:
+    """The chunk size per (model, explainer, stage), shared by all units of a run.
+
+    ``get`` returns the current size; ``shrink`` halves it after an out-of-memory error and
+    remembers the smaller size for every later unit. ``record()`` is stored in the manifest.
+    """
+
+    def __init__(self, default: int):
+        self.default = default
+        self._sizes: dict[tuple[str, str, str], int] = {}
+        self._how: dict[tuple[str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> int:
+        return self._sizes.get(key, self.default)
+
+    def set(self, key: tuple[str, str, str], size: int, how: str) -> None:
+        with self._lock:
+            self._sizes[key] = max(1, int(size))
+            self._how[key] = how
+
+    def known(self, key: tuple[str, str, str]) -> bool:
+        return key in self._sizes
+
+    def shrink(self, key: tuple[str, str, str], failed: int) -> int:
+        with self._lock:
+            # The largest power of two below the failed chunk: 7 → 4, 4 → 2, 16 → 8.
+            smaller = max(1, 1 << ((failed - 1).bit_length() - 1)) if failed > 1 else 1
+            self._sizes[key] = min(self._sizes.get(key, failed), smaller)
+            self._how[key] = f"halved after out-of-memory at {failed}"
+            return self._sizes[key]
+
+    def record(self) -> list[dict[str, Any]]:
+        return [
+            {"model": k[0], "explainer": k[1], "stage": k[2], "chunk_size": v, "how": self._how.get(k, "")}
+            for k, v in sorted(self._sizes.items())
+        ]
+
+
+def run_in_chunks(
+    count: int,
+    sizes: ChunkSizes,
+    key: tuple[str, str, str],
+    compute: Callable[[slice], Tensor],
+) -> list[Tensor]:
+    """Call ``compute`` on consecutive slices of ``count`` items; halve the slice on OOM.
+
+    Outputs already computed are kept; only the failing chunk is retried, smaller.
+    """
+    outputs: list[Tensor] = []
+    start = 0
+    while start < count:
+        size = sizes.get(key)
+        part = slice(start, min(start + size, count))
+        try:
+            outputs.append(compute(part))
+        except Exception as error:
+            if not is_out_of_memory(error) or size <= 1:  # nothing smaller to try
+                raise
+            sizes.shrink(key, part.stop - part.start)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        start = part.stop
+    return outputs
+
+
+def candidate_sizes(device: torch.device, maximum: int) -> list[int]:
+    sizes, size = [], 1
+    while size <= maximum:
+        sizes.append(size)
+        size *= 2
+    return sizes
+
+
+def measure_best_size(
+    compute: Callable[[int], None],
+    candidates: list[int],
+    *,
+    patience: int = 2,
+) -> tuple[int, dict[int, float]]:
+    """Time ``compute(size)`` once per candidate (after one warm-up call); pick the fastest
+    per image. Stops early when two sizes in a row are slower than the best so far, or on OOM."""
+    timings: dict[int, float] = {}
+    compute(candidates[0])  # warm-up: lazy initialisation, allocator, caches
+    worse = 0
+    best = candidates[0]
+    for size in candidates:
+        started = time.perf_counter()
+        try:
+            compute(size)
+        except Exception as error:
+            if is_out_of_memory(error):
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                break
+            raise
+        timings[size] = (time.perf_counter() - started) / size
+        if timings[size] <= timings[best]:
+            best, worse = size, 0
+        else:
+            worse += 1
+            if worse >= patience:
+                break
+    return best, timings
+
+
+class TuningCache:
+    """Measured chunk sizes, kept across runs in the user cache (``XAIBENCH_CACHE``)."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / "chunk_sizes.json"
+
+    def key(self, payload: dict[str, Any]) -> str:
+        payload = {
+            **payload,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, key: str) -> int | None:
+        entry = self._read().get(key)
+        return int(entry["chunk_size"]) if entry else None
+
+    def put(self, key: str, size: int, timings: dict[int, float], label: str) -> None:
+        data = self._read()
+        data[key] = {"chunk_size": size, "seconds_per_image": timings, "what": label}
+        results.write_json(self.path, data)
