@@ -43,6 +43,8 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", help="At most N original images.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per forward/backward chunk.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Suite seed (overrides the suite).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local | ray (work units as Ray tasks).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
 ) -> None:
     """Run a suite: plan, compute every pending unit, write Parquet, print a summary."""
     from .runner.engine import build_plan, run_plan
@@ -50,6 +52,8 @@ def run(
 
     if data is None and os.environ.get("XAIBENCH_IMAGENET"):
         data = None  # the dataset reads the variable itself
+    if executor not in ("local", "ray"):
+        raise XaibenchError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     overrides = {"device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data}
     resolved = load_suite(suite, overrides)
     console.print(f"[bold]xaibench[/bold] suite [cyan]{resolved.name}[/cyan] ({resolved.source})")
@@ -87,7 +91,7 @@ def run(
                 rate=f"{rows['n'] / elapsed:.1f} rows/s",
             )
 
-        report = run_plan(plan, progress=advance)
+        report = run_plan(plan, progress=advance, executor=executor, address=address)
 
     console.print(
         f"run {report.run_id}: {report.units_done} units computed, {report.rows_written} rows written "
@@ -179,6 +183,38 @@ def _print_summaries(results_dir: Path, suite: str | None) -> bool:
         render_faithfulness(summarize_faithfulness(frame), console, title="Faithfulness: mean ± std, rank per metric")
         printed = True
     return printed
+
+
+@app.command()
+def leaderboard(
+    results_dirs: Annotated[list[Path], typer.Argument(help="Results folders written by 'xaibench run'; a suite found in several is merged.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the site: index.html and assets/.")] = Path("leaderboard"),
+    output_format: Annotated[str, typer.Option("--format", "-f", help="html (write a site to --out) | markdown (print the overview tables).")] = "html",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap confidence intervals.")] = 0,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of the images per interval.")] = 2000,
+    examples: Annotated[int, typer.Option("--examples", help="Example images shown per model × explainer.")] = 3,
+    title: Annotated[str, typer.Option("--title", help="Title of the page.")] = "xaibench leaderboard",
+) -> None:
+    """Build the leaderboard: a static site (or markdown tables) from one or more results folders."""
+    from .leaderboard import build_leaderboard, build_site, render_markdown, site_size
+
+    fmt = output_format.lower()
+    if fmt not in ("html", "markdown", "md"):
+        raise XaibenchError(f"--format must be 'html' or 'markdown', got {output_format!r}")
+    if resamples < 0 or examples < 0:
+        raise XaibenchError("--resamples and --examples must be non-negative")
+    if fmt in ("markdown", "md"):
+        board = build_leaderboard(list(results_dirs), seed=seed, resamples=resamples)
+        sys.stdout.write(render_markdown(board))
+        return
+    with console.status("aggregating results and drawing figures…"):
+        index = build_site(
+            list(results_dirs), out, seed=seed, resamples=resamples, examples=examples, title=title
+        )
+    console.print(
+        f"leaderboard: {index} ({site_size(out) / 1024:.0f} KiB); open it in a browser",
+        markup=False, highlight=False,
+    )
 
 
 def main() -> None:

@@ -799,6 +799,38 @@ class RunReport:
     manifest: dict[str, Any]
 
 
+def execute_unit(plan: Plan, unit: WorkUnit, run_id: str) -> dict[str, Any]:
+    """Compute one unit and commit it: parts first, the marker last.
+
+    A unit without its marker is recomputed, and recomputing rewrites the same part names with
+    the same values, so a crash at any point leaves no duplicate rows. Returns the outcome
+    (state, rows, wall time) as plain data, so Ray workers can return it too.
+    """
+    if unit.path.exists():  # another run (or worker) finished it meanwhile
+        return {"state": "existing", "reason": "written by a concurrent run"}
+    started = time.perf_counter()
+    setup = next(s for s in plan.setups if s.spec.label == unit.model.label)
+    try:
+        tables = run_unit(unit, setup, plan, run_id)
+    except XaibenchError:
+        raise
+    except Exception as exc:  # one broken unit must not lose the others
+        return {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    parts = {}
+    for name, table in tables.items():
+        path = results.part_path(plan.out, name, plan.suite.name, unit.model.label, unit.explainer.label, unit.unit_id)
+        results.write_part(path, table)
+        parts[name] = {"path": str(path.relative_to(plan.out)), "rows": table.num_rows}
+    wall = time.perf_counter() - started
+    results.write_json(unit.path, {"unit_id": unit.unit_id, "run_id": run_id, "parts": parts, "wall_s": wall})
+    return {
+        "state": "done",
+        "wall_s": wall,
+        "rows": sum(t.num_rows for n, t in tables.items() if n != "examples"),
+        "rows_by_table": {n: t.num_rows for n, t in tables.items()},
+    }
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
@@ -824,8 +856,10 @@ def run_plan(
     *,
     progress: Callable[[WorkUnit, int, int], None] | None = None,
     run_id: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> RunReport:
-    """Run every pending unit with the local executor, writing a part file per unit."""
+    """Run every pending unit (local loop or Ray tasks), writing its parts and marker."""
     run_id = run_id or new_run_id()
     started_at = datetime.now(UTC).isoformat()
     started = time.perf_counter()
@@ -848,49 +882,37 @@ def run_plan(
         return manifest
 
     save()
-    setups = {s.spec.label: s for s in plan.setups}
     pending = [u for u in plan.units if u.state == "pending"]
     rows_written = 0
     rows_by_table: dict[str, int] = {}
-    for index, unit in enumerate(pending):
-        if unit.path.exists():  # another run wrote it meanwhile
-            unit.state, unit.reason = "existing", "written by a concurrent run"
-        else:
-            unit_started = time.perf_counter()
-            try:
-                tables = run_unit(unit, setups[unit.model.label], plan, run_id)
-            except XaibenchError:
-                raise
-            except Exception as exc:  # one broken unit must not lose the others
-                unit.state, unit.reason = "failed", f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"unit {unit.unit_id} ({unit.model.label} × {unit.explainer.label}) failed: {unit.reason}",
-                    RuntimeWarning,
-                    stacklevel=1,
-                )
-            else:
-                # Parts first, the marker last: a unit without its marker is recomputed, and
-                # recomputing rewrites the same part names with the same values (no duplicates).
-                parts = {}
-                for name, table in tables.items():
-                    path = results.part_path(
-                        plan.out, name, plan.suite.name, unit.model.label, unit.explainer.label, unit.unit_id
-                    )
-                    results.write_part(path, table)
-                    parts[name] = {"path": str(path.relative_to(plan.out)), "rows": table.num_rows}
-                unit.wall_s = time.perf_counter() - unit_started
-                results.write_json(
-                    unit.path,
-                    {"unit_id": unit.unit_id, "run_id": run_id, "parts": parts, "wall_s": unit.wall_s},
-                )
-                unit.state = "done"
-                unit.rows = sum(t.num_rows for n, t in tables.items() if n != "examples")
-                rows_written += unit.rows
-                for name, table in tables.items():
-                    rows_by_table[name] = rows_by_table.get(name, 0) + table.num_rows
-            save()
+
+    def finished(unit: WorkUnit, outcome: dict[str, Any], index: int) -> None:
+        nonlocal rows_written
+        unit.state, unit.reason = outcome["state"], outcome.get("reason", "")
+        unit.wall_s = outcome.get("wall_s", 0.0)
+        unit.rows = outcome.get("rows", 0)
+        rows_written += unit.rows
+        for name, count in outcome.get("rows_by_table", {}).items():
+            rows_by_table[name] = rows_by_table.get(name, 0) + count
+        if unit.state == "failed":
+            warnings.warn(
+                f"unit {unit.unit_id} ({unit.model.label} × {unit.explainer.label}) failed: {unit.reason}",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        save()
         if progress is not None:
-            progress(unit, index + 1, len(pending))
+            progress(unit, index, len(pending))
+
+    if executor == "local":
+        for index, unit in enumerate(pending):
+            finished(unit, execute_unit(plan, unit, run_id), index + 1)
+    elif executor == "ray":
+        from .ray_executor import run_units_on_ray
+
+        run_units_on_ray(plan, pending, run_id, finished, address=address)
+    else:
+        raise XaibenchError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     manifest = save(finished=True)
     count = lambda state: sum(1 for u in plan.units if u.state == state)  # noqa: E731
     return RunReport(

@@ -95,6 +95,9 @@ class Suite:
     examples: int = 2
     faithfulness_on_attacked: str = "reference"
     max_batch_size: int = 32
+    # What the suite was built from, so another process (a Ray worker) can rebuild it exactly.
+    raw: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def spec(s: PluginSpec) -> dict[str, Any]:
@@ -249,9 +252,11 @@ def _with_source(exc: ConfigError, source: str) -> ConfigError:
 
 def parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Suite:
     try:
-        return _parse_suite(data, source, overrides)
+        suite = _parse_suite(data, source, overrides)
     except ConfigError as exc:
         raise _with_source(exc, source) from None
+    suite.raw, suite.overrides = data, dict(overrides)
+    return suite
 
 
 def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Suite:
