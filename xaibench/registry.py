@@ -107,12 +107,15 @@ class Registry(Generic[T]):
         self, name: str | None = None, *, aliases: tuple[str, ...] = (), origin: str = "xaibench"
     ) -> Callable[[T], T]:
         def decorator(plugin: T) -> T:
-            key = name or getattr(plugin, "name", None) or plugin.__name__
+            # Only a name the class sets itself counts: a subclass must not inherit its
+            # parent's registered name and silently replace it.
+            own = vars(plugin).get("name") if inspect.isclass(plugin) else None
+            key = name or (own if isinstance(own, str) else None) or plugin.__name__
             if key in self._plugins and self._plugins[key] is not plugin:
                 raise ValueError(f"{self.kind}: the name {key!r} is already registered")
             self._plugins[key] = plugin
             self._origins[key] = origin
-            if inspect.isclass(plugin) and not isinstance(getattr(plugin, "name", None), str):
+            if inspect.isclass(plugin) and not isinstance(vars(plugin).get("name"), str):
                 plugin.name = key  # type: ignore[attr-defined]
             for alias in aliases:
                 self._aliases[alias] = key
