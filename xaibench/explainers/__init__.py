@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from .agi import AGIExplainer
+from .attexplore import AttExploreExplainer
 from .deeplift_rules import register_elementwise_rules
 from .deeplift_shap import DeepLiftShapExplainer
+from .gradient_variants import (
+    InputXGradientExplainer,
+    InputXSmoothGradExplainer,
+    SquaredSmoothGradExplainer,
+)
 from .integrated_gradients import IntegratedGradientsExplainer
 from .saliency import SaliencyExplainer
 from .smoothgrad import SmoothGradExplainer
 
 __all__ = [
+    "AGIExplainer",
+    "AttExploreExplainer",
     "DeepLiftShapExplainer",
+    "InputXGradientExplainer",
+    "InputXSmoothGradExplainer",
     "IntegratedGradientsExplainer",
     "SaliencyExplainer",
     "SmoothGradExplainer",
+    "SquaredSmoothGradExplainer",
     "register_elementwise_rules",
 ]
