@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from . import robustness  # noqa: F401  (registration side effects)
+from . import faithfulness, robustness  # noqa: F401  (registration side effects)
+from .faithfulness import (
+    Deletion,
+    Infidelity,
+    Insertion,
+    MifLifArea,
+    infidelity_perturbations,
+)
+from .perturbation import blur, pixel_scores, rank_pixels, rise_kernel
 from .robustness import (
     ConfidenceDropPct,
     ExplanationChangePct,
@@ -16,11 +24,20 @@ from .ssim import ssim
 
 __all__ = [
     "ConfidenceDropPct",
+    "Deletion",
     "ExplanationChangePct",
+    "Infidelity",
+    "Insertion",
+    "MifLifArea",
     "PredictionFlipped",
     "RankCorrelation",
     "SSIMMetric",
     "TopKIntersection",
     "average_ranks",
+    "blur",
+    "infidelity_perturbations",
+    "pixel_scores",
+    "rank_pixels",
+    "rise_kernel",
     "ssim",
 ]

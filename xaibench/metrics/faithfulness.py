@@ -1,0 +1,416 @@
+"""Faithfulness metrics (specs/metrics.md): insertion, deletion, INFD and the MIF/LIF area.
+
+Each metric implements ``xaibench.types.FaithfulnessMetric``: ``evaluate`` gets the model as
+a logits function and returns per-image scores (float64) with their curves. Perturbed
+images are built lazily from rank masks (``perturbation.masked_outputs``) and forwarded in
+chunks of ``chunk_size`` images across all images and steps of the batch, so a chunk may
+mix images; the values do not depend on the chunking or on the batch (tested).
+
+Images whose attributions are not all finite get a NaN score (reported, not hidden).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..registry import metrics
+from ..types import FaithfulnessMetric, FaithfulnessResult
+from .perturbation import (
+    blur,
+    check_inputs,
+    check_positive_int,
+    check_reduction,
+    finite_rows,
+    masked_outputs,
+    pixel_scores,
+    rank_pixels,
+    trapezoid_auc,
+)
+
+PROTOCOLS = ("default", "attexplore_reference")
+CANVASES = ("blur", "zeros")
+
+
+def _check_protocol(metric: str, protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"{metric}: protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {protocol!r}"
+        )
+    return protocol
+
+
+# --------------------------------------------------------------------------------------
+# Insertion / deletion (Petsiuk et al. 2018)
+# --------------------------------------------------------------------------------------
+
+
+class _CausalMetric(FaithfulnessMetric):
+    """Shared insertion/deletion game: move from ``start`` to ``finish`` most-important-first.
+
+    Default protocol: pixels are ranked by the reduced attribution (``reduction``), and
+    ``ceil(H·W/steps)`` pixels (all channels) change per step; the softmax probability of
+    ``target`` is recorded before the first step and after each one (``n + 1`` points,
+    ``n = ceil(H·W / pixels_per_step)``); ``curve_x`` is the fraction of pixels changed and
+    the score is the trapezoid area over it.
+
+    ``protocol="attexplore_reference"`` is ``CausalMetric.evaluate`` of the AttEXplore/MFABA
+    code (specs/attexplore.md §5.3): zeros as the substrate of both games, no channel
+    reduction — each channel ranked by its raw signed value — and after ``k`` steps every
+    pixel that is among the top ``k·pixels_per_step`` of *any* channel changed (the union of
+    the three channels' blocks, all channels written); ``curve_x = k/n`` as its AUC.
+    It scores ``target``: pass the predicted class, as the runner does. At 224×224 with the
+    default ``steps = 224`` this is its 224 positions per step and 225 points.
+    """
+
+    mode: str  # "deletion" or "insertion"
+
+    def __init__(self, steps: int, reduction: str, protocol: str) -> None:
+        self.steps = check_positive_int(self.name, "steps", steps)
+        self.reduction = check_reduction(self.name, reduction)
+        self.protocol = _check_protocol(self.name, protocol)
+        if self.protocol == "attexplore_reference" and self.reduction != "abs":
+            raise ConfigError(
+                f"{self.name}: reduction={reduction!r} has no effect with "
+                "protocol='attexplore_reference', which ranks each channel's raw values; "
+                "leave reduction at its default"
+            )
+
+    def _canvas(self, x01: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        x01: Tensor,
+        attributions: Tensor,
+        target: Tensor,
+        *,
+        seeds: Sequence[int],
+        chunk_size: int = 8,
+        multiplies_by_inputs: bool = False,
+    ) -> FaithfulnessResult:
+        check_inputs(self.name, x01, attributions, target, chunk_size)
+        n_images, _, height, width = x01.shape
+        pixels = height * width
+        per_step = math.ceil(pixels / self.steps)
+        n_steps = math.ceil(pixels / per_step)
+        reference = self.protocol == "attexplore_reference"
+        attributions = attributions.to(x01.device)
+        if reference:
+            # Per-channel ranks; a pixel changes once any channel's rank reaches it.
+            raw = torch.nan_to_num(attributions.detach().to(torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
+            per_channel = rank_pixels(raw.flatten(0, 1).flatten(1)).view(n_images, -1, pixels)
+            ranks = per_channel.min(dim=1).values
+            canvas = torch.zeros_like(x01)
+        else:
+            ranks = rank_pixels(pixel_scores(attributions, x01, self.reduction, multiplies_by_inputs))
+            canvas = self._canvas(x01)
+        start, finish = (x01, canvas) if self.mode == "deletion" else (canvas, x01)
+
+        points = n_steps + 1
+        k = torch.arange(points)
+        count = k * per_step  # ranks < count change; beyond H·W nothing is left to change
+        image = torch.arange(n_images).repeat_interleave(points)
+        values = masked_outputs(
+            forward,
+            start,
+            finish,
+            ranks,
+            image,
+            image,
+            count.repeat(n_images),
+            target.detach().to("cpu").long(),
+            chunk_size=int(chunk_size),
+            softmax=True,
+        )
+        curves = values.view(n_images, points)
+        if reference:
+            curve_x = k.to(torch.float64) / n_steps
+        else:
+            curve_x = count.clamp(max=pixels).to(torch.float64) / pixels
+        scores = trapezoid_auc(curves, curve_x)
+        scores[~finite_rows(attributions).cpu()] = math.nan
+        return FaithfulnessResult(
+            scores=scores,
+            curves={self.name: curves},
+            curve_x=curve_x,
+            forward_images=n_images * points,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"metric": self.name, "steps": self.steps, "reduction": self.reduction, "protocol": self.protocol}
+
+
+@metrics.register("deletion")
+class Deletion(_CausalMetric):
+    """Deletion (Petsiuk et al. 2018): replace pixels by ``baseline`` most-important-first.
+
+    Area under the target's softmax-probability curve, x normalised to [0, 1]; a faithful
+    explanation makes the probability fall fast, so ``higher_is_better = False``.
+    ``baseline`` is a pixel value in [0, 1] (0 = black; the reference protocol needs 0).
+    """
+
+    name = "deletion"
+    higher_is_better = False
+    mode = "deletion"
+
+    def __init__(
+        self, steps: int = 224, reduction: str = "abs", baseline: float = 0.0, protocol: str = "default"
+    ) -> None:
+        super().__init__(steps, reduction, protocol)
+        if isinstance(baseline, bool) or not isinstance(baseline, int | float) or not 0.0 <= baseline <= 1.0:
+            raise ConfigError(f"deletion: baseline must be a pixel value in [0, 1], got {baseline!r}")
+        self.baseline = float(baseline)
+        if self.protocol == "attexplore_reference" and self.baseline != 0.0:
+            raise ConfigError(
+                "deletion: protocol='attexplore_reference' deletes to zeros; "
+                f"baseline={baseline!r} contradicts it"
+            )
+
+    def _canvas(self, x01: Tensor) -> Tensor:
+        return torch.full((1, 1, 1, 1), self.baseline, dtype=x01.dtype, device=x01.device).expand_as(x01)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "baseline": self.baseline}
+
+
+@metrics.register("insertion")
+class Insertion(_CausalMetric):
+    """Insertion (Petsiuk et al. 2018): reveal the image on a canvas most-important-first.
+
+    ``canvas="blur"`` (default): RISE's blurred copy of the image (``gkern(11, 5)``, per
+    channel, zero padding), computed in pixel space; ``"zeros"``: a black canvas. The
+    reference protocol always uses zeros (its ``describe`` says so). Area under the target's
+    softmax-probability curve; ``higher_is_better = True``.
+    """
+
+    name = "insertion"
+    higher_is_better = True
+    mode = "insertion"
+
+    def __init__(
+        self, steps: int = 224, reduction: str = "abs", canvas: str = "blur", protocol: str = "default"
+    ) -> None:
+        super().__init__(steps, reduction, protocol)
+        if canvas not in CANVASES:
+            raise ConfigError(
+                f"insertion: canvas must be one of {', '.join(map(repr, CANVASES))}, got {canvas!r}"
+            )
+        # The reference fixes a black substrate (§5.3); the default 'blur' cannot be told
+        # apart from an explicit one, so it is overridden rather than rejected.
+        self.canvas = "zeros" if self.protocol == "attexplore_reference" else canvas
+
+    def _canvas(self, x01: Tensor) -> Tensor:
+        return blur(x01) if self.canvas == "blur" else torch.zeros_like(x01)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "canvas": self.canvas}
+
+
+# --------------------------------------------------------------------------------------
+# INFD (Yeh et al. 2019)
+# --------------------------------------------------------------------------------------
+
+
+def infidelity_perturbations(seed: int, count: int, shape: Sequence[int], sigma: float) -> Tensor:
+    """The ``count`` perturbations ``I`` of one image: ``sigma·N(0, 1)`` float32 on the CPU.
+
+    Drawn one ``C×H×W`` sample at a time from ``torch.Generator().manual_seed(seed)``, so
+    sample ``j`` never depends on how the samples are chunked. ``Infidelity`` draws exactly
+    this sequence (lazily); tests use this function to build captum's perturbation bank.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.stack([torch.randn(tuple(shape), generator=generator) * sigma for _ in range(count)])
+
+
+@metrics.register("infidelity", aliases=("infd",))
+class Infidelity(FaithfulnessMetric):
+    """INFD: ``E_I[(Iᵀa − (f(x) − f(x − I)))²]``, ``f`` the target logit (Yeh et al. 2019).
+
+    ``I`` is Gaussian noise with standard deviation ``sigma`` in pixel units (no clipping:
+    ``x − I`` may leave [0, 1] by a few σ), ``n_perturb_samples`` draws per image from a
+    generator seeded with the image's seed. ``normalize=True`` (default) is Yeh's optimally
+    scaled, scale-invariant variant (captum's ``normalize``): ``a`` is rescaled by
+    ``β = Σ(Iᵀa)Δf / Σ(Iᵀa)²`` first (β = 0 when every ``Iᵀa`` is 0). Equal to
+    ``captum.metrics.infidelity`` given the same draws. ``higher_is_better = False``.
+    """
+
+    name = "infidelity"
+    higher_is_better = False
+
+    def __init__(self, n_perturb_samples: int = 32, sigma: float = 0.01, normalize: bool = True) -> None:
+        self.n_perturb_samples = check_positive_int(self.name, "n_perturb_samples", n_perturb_samples)
+        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not (0.0 < sigma < math.inf):
+            raise ConfigError(f"infidelity: sigma must be a positive number (pixel units), got {sigma!r}")
+        if not isinstance(normalize, bool):
+            raise ConfigError(f"infidelity: normalize must be true or false, got {normalize!r}")
+        self.sigma = float(sigma)
+        self.normalize = normalize
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "metric": self.name,
+            "n_perturb_samples": self.n_perturb_samples,
+            "sigma": self.sigma,
+            "normalize": self.normalize,
+        }
+
+    def evaluate(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        x01: Tensor,
+        attributions: Tensor,
+        target: Tensor,
+        *,
+        seeds: Sequence[int],
+        chunk_size: int = 8,
+        multiplies_by_inputs: bool = False,
+    ) -> FaithfulnessResult:
+        check_inputs(self.name, x01, attributions, target, chunk_size)
+        n_images = x01.shape[0]
+        if len(seeds) != n_images:
+            raise ValueError(f"infidelity: need one seed per image, got {len(seeds)} for {n_images}")
+        samples = self.n_perturb_samples
+        shape = tuple(x01.shape[1:])
+        target = target.detach().to("cpu").long()
+        attributions = attributions.detach().to(x01.device)
+
+        def target_logits(batch: Tensor, classes: Tensor) -> Tensor:
+            with torch.no_grad():
+                logits = forward(batch)
+            return logits.gather(1, classes.to(logits.device).view(-1, 1)).squeeze(1).to("cpu", torch.float64)
+
+        clean = torch.cat([
+            target_logits(x01[rows], target[rows])
+            for rows in (slice(b, b + chunk_size) for b in range(0, n_images, chunk_size))
+        ])
+
+        # Iᵀa and Δf per (image, sample); jobs run image-major so each image's generator is
+        # consumed in sample order whatever the chunking.
+        dot = torch.empty(n_images, samples, dtype=torch.float64)
+        delta = torch.empty(n_images, samples, dtype=torch.float64)
+        jobs = [(i, j) for i in range(n_images) for j in range(samples)]
+        generator: torch.Generator | None = None
+        for begin in range(0, len(jobs), chunk_size):
+            chunk = jobs[begin : begin + chunk_size]
+            noise = []
+            for i, j in chunk:
+                if j == 0:
+                    generator = torch.Generator().manual_seed(int(seeds[i]))
+                assert generator is not None
+                noise.append(torch.randn(shape, generator=generator) * self.sigma)
+            rows = torch.tensor([i for i, _ in chunk])
+            cols = torch.tensor([j for _, j in chunk])
+            perturbation = torch.stack(noise).to(x01.device)
+            perturbed = x01[rows.to(x01.device)] - perturbation.to(x01.dtype)
+            dot[rows, cols] = (
+                (attributions[rows.to(x01.device)].to(torch.float64) * perturbation.to(torch.float64))
+                .flatten(1)
+                .sum(dim=1)
+                .cpu()
+            )
+            delta[rows, cols] = clean[rows] - target_logits(perturbed, target[rows])
+
+        if self.normalize:
+            denominator = (dot * dot).sum(dim=1)
+            beta = torch.where(denominator > 0, (dot * delta).sum(dim=1) / denominator.clamp_min(1e-300), 0.0)
+            dot = beta.unsqueeze(1) * dot
+        scores = ((dot - delta) ** 2).mean(dim=1)
+        scores[~finite_rows(attributions).cpu()] = math.nan
+        return FaithfulnessResult(scores=scores, forward_images=n_images * (1 + samples))
+
+
+# --------------------------------------------------------------------------------------
+# MIF / LIF area (Brocki & Chung, FPA)
+# --------------------------------------------------------------------------------------
+
+
+@metrics.register("mif_lif_area")
+class MifLifArea(FaithfulnessMetric):
+    """Area between the LIF and MIF perturbation curves (FPA paper, seed 003).
+
+    Pixels (all channels) are set to 0 most-important-first (MIF) and
+    least-important-first (LIF; the ranking of the negated scores, ties again to the lower
+    pixel index) at fractions ``0, 1/S, …, 1`` of the pixels (``ceil(k·H·W/S)`` pixels at
+    ``k/S``). The curves are the target logit divided by the unperturbed target logit of
+    the same image (both start at 1); score = ``AUC(LIF) − AUC(MIF)`` (trapezoid over the
+    fraction axis). A random ranking scores about 0; ``higher_is_better = True``.
+
+    When the unperturbed target logit is ≤ 0 the normalisation flips or explodes the curves
+    and the area's sign means nothing: that image's score is NaN (its curves are returned).
+    """
+
+    name = "mif_lif_area"
+    higher_is_better = True
+
+    def __init__(self, fractions: int = 20, reduction: str = "abs") -> None:
+        self.fractions = check_positive_int(self.name, "fractions", fractions)
+        self.reduction = check_reduction(self.name, reduction)
+
+    def describe(self) -> dict[str, Any]:
+        return {"metric": self.name, "fractions": self.fractions, "reduction": self.reduction}
+
+    def evaluate(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        x01: Tensor,
+        attributions: Tensor,
+        target: Tensor,
+        *,
+        seeds: Sequence[int],
+        chunk_size: int = 8,
+        multiplies_by_inputs: bool = False,
+    ) -> FaithfulnessResult:
+        check_inputs(self.name, x01, attributions, target, chunk_size)
+        n_images, _, height, width = x01.shape
+        pixels = height * width
+        s = self.fractions
+        attributions = attributions.to(x01.device)
+        scores = pixel_scores(attributions, x01, self.reduction, multiplies_by_inputs)
+        # Rows 0..N-1: MIF ranks; rows N..2N-1: LIF ranks.
+        ranks = torch.cat([rank_pixels(scores), rank_pixels(-scores)])
+        counts = torch.tensor([(k * pixels + s - 1) // s for k in range(s + 1)])  # exact ceil
+
+        # Per image: the clean image, the interior MIF and LIF points, the all-masked image
+        # (the two curves share their end points, so they are forwarded once): 2·S images.
+        interior = s - 1
+        per_image = 2 + 2 * interior
+        image = torch.arange(n_images).repeat_interleave(per_image)
+        local_row = torch.cat([
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(interior, dtype=torch.long),
+            torch.ones(interior, dtype=torch.long),
+            torch.zeros(1, dtype=torch.long),
+        ])
+        rank_row = image + n_images * local_row.repeat(n_images)
+        local_count = torch.cat([counts[:1], counts[1:s], counts[1:s], counts[s:]])
+        values = masked_outputs(
+            forward,
+            x01,
+            torch.zeros_like(x01),
+            ranks,
+            image,
+            rank_row,
+            local_count.repeat(n_images),
+            target.detach().to("cpu").long(),
+            chunk_size=int(chunk_size),
+            softmax=False,
+        ).view(n_images, per_image)
+        clean, masked = values[:, :1], values[:, -1:]
+        mif = torch.cat([clean, values[:, 1 : 1 + interior], masked], dim=1) / clean
+        lif = torch.cat([clean, values[:, 1 + interior : 1 + 2 * interior], masked], dim=1) / clean
+        curve_x = torch.arange(s + 1, dtype=torch.float64) / s
+        area = trapezoid_auc(lif, curve_x) - trapezoid_auc(mif, curve_x)
+        area[(clean.squeeze(1) <= 0) | ~finite_rows(attributions).cpu()] = math.nan
+        return FaithfulnessResult(
+            scores=area,
+            curves={"mif": mif, "lif": lif},
+            curve_x=curve_x,
+            forward_images=n_images * per_image,
+        )
