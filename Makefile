@@ -18,6 +18,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/xaibench run --suite quickstart --out $(OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/xaibench leaderboard $(OUT) --out $(OUT)/leaderboard
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -1,0 +1,74 @@
+"""The overview tables as GitHub-flavoured markdown (``xaibench leaderboard --format markdown``)."""
+
+from __future__ import annotations
+
+import re
+
+from .aggregate import COMPLETENESS_GAP_LIMIT, Table
+from .site import Leaderboard
+
+_SPECIAL = re.compile(r"([\\`*|~])")
+# Square brackets only matter as the start of a link or image: "[text](…)", "[text][ref]".
+_LINK = re.compile(r"(\[)(?=[^\]]*\][(\[:])")
+# An underscore inside a word is literal in CommonMark; only ones at a word's edge emphasise.
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def escape(text: str) -> str:
+    """Text safe inside a markdown table cell: no markup, no HTML, no cell breaks."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _SPECIAL.sub(r"\\\1", text)
+    text = _LINK.sub(r"\\\1", text).replace("](", "]\\(")
+    text = _EDGE_UNDERSCORE.sub(r"\\_", text)
+    return " ".join(text.split())
+
+
+def table_markdown(table: Table) -> str:
+    """One table, its caption and the footnotes of its ⚠ flags."""
+    lines = [f"### {escape(table.title)}", "", escape(table.caption), ""]
+    lines += [f"> ⚠ {escape(note)}" for note in table.notes]
+    if table.notes:
+        lines.append("")
+    lines.append("| " + " | ".join(escape(c.title) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
+    flags = []
+    for row in table.rows:
+        cells = []
+        for column in table.columns:
+            cell = row[column.key]
+            text = escape(cell.full)
+            if cell.flag:
+                text += " ⚠"
+                flags.append(f"⚠ {escape(row['model'].text)} × {escape(cell.text)}: {escape(cell.flag)}")
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    if flags:
+        lines.append("")
+        lines += [f"- {flag}" for flag in dict.fromkeys(flags)]
+    return "\n".join(lines)
+
+
+def render_markdown(board: Leaderboard) -> str:
+    """Every suite's overview tables."""
+    out = ["# xaibench leaderboard", ""]
+    for suite in board.suites:
+        out += [f"## Suite {escape(suite.name)}", ""]
+        if suite.description:
+            out += [escape(suite.description), ""]
+        runs = ", ".join(dict.fromkeys(escape(r.run_id) for r in suite.runs))
+        if runs:
+            out += [f"Runs: {runs}", ""]
+        out += [f"> ⚠ {escape(note)}" for note in suite.notes]
+        if suite.notes:
+            out.append("")
+        tables = board.tables.get(suite.name, [])
+        if not tables:
+            out += ["No rows to rank.", ""]
+        for table in tables:
+            out += [table_markdown(table), ""]
+    out.append(
+        f"Means over images (rows of one image averaged first) with 95 % percentile bootstrap "
+        f"intervals ({board.resamples} resamples of the images, seed {board.seed}); ranks within "
+        f"each model; ⚠ = median completeness gap above {COMPLETENESS_GAP_LIMIT}."
+    )
+    return "\n".join(out) + "\n"
