@@ -36,11 +36,11 @@ def test_registered_names_and_params() -> None:
 
 def test_random_resnet18_logits_and_cfg_normalisation() -> None:
     classifier = load_model("resnet18", pretrained=False)
-    cfg = timm.models.get_pretrained_cfg("resnet18")
+    cfg = timm.models.get_pretrained_cfg("resnet18.tv_in1k")
     assert classifier.input_size == (224, 224) and classifier.num_classes == 1000
     assert torch.allclose(classifier.mean.flatten(), torch.tensor(cfg.mean))
     assert torch.allclose(classifier.std.flatten(), torch.tensor(cfg.std))
-    assert classifier.pretrained_source == "random initialisation (timm:resnet18)"
+    assert classifier.pretrained_source == "random initialisation (timm:resnet18.tv_in1k)"
     assert classifier.class_names[285] == "Egyptian cat"
     with torch.no_grad():
         logits = classifier(torch.rand(2, 3, 64, 64))
@@ -66,7 +66,7 @@ def test_num_classes_override_gives_plain_class_names() -> None:
 
 @pytest.mark.parametrize(
     ("name", "hub_id"),
-    [("resnet18", "timm/resnet18.a1_in1k"), ("vit_b16", "timm/vit_base_patch16_224")],
+    [("resnet18", "timm/resnet18.tv_in1k"), ("vit_b16", "timm/vit_base_patch16_224")],
 )
 def test_offline_missing_weights_fail_fast_with_a_way_out(
     name: str, hub_id: str, empty_hf_cache: Path

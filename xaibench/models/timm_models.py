@@ -291,11 +291,16 @@ def timm_model(
 
 @models.register("resnet18")
 def resnet18(pretrained: bool = True) -> Classifier:
-    """ResNet-18 (timm ``resnet18``), as in the eXIAA paper."""
-    return build_timm_classifier("resnet18", name="resnet18", pretrained=pretrained)
+    """ResNet-18 with torchvision's ImageNet weights (timm ``resnet18.tv_in1k``).
+
+    The eXIAA paper used a pretrained ResNet-18 from the PyTorch ecosystem; torchvision's
+    IMAGENET1K_V1 weights are the ones such code loads by default (timm's own default tag,
+    ``a1_in1k``, was trained with a different recipe).
+    """
+    return build_timm_classifier("resnet18.tv_in1k", name="resnet18", pretrained=pretrained)
 
 
-@models.register("vit_b16", aliases=("vit_base_patch16_224",))
+@models.register("vit_b16")
 def vit_b16(pretrained: bool = True) -> Classifier:
     """ViT-B/16 at 224 px (timm ``vit_base_patch16_224``), as in the eXIAA paper."""
     return build_timm_classifier("vit_base_patch16_224", name="vit_b16", pretrained=pretrained)
