@@ -12,6 +12,7 @@ from .gradient_variants import (
     SquaredSmoothGradExplainer,
 )
 from .integrated_gradients import IntegratedGradientsExplainer
+from .random_attribution import RandomAttribution
 from .saliency import SaliencyExplainer
 from .smoothgrad import SmoothGradExplainer
 
@@ -22,6 +23,7 @@ __all__ = [
     "InputXGradientExplainer",
     "InputXSmoothGradExplainer",
     "IntegratedGradientsExplainer",
+    "RandomAttribution",
     "SaliencyExplainer",
     "SmoothGradExplainer",
     "SquaredSmoothGradExplainer",

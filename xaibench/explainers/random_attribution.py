@@ -1,0 +1,31 @@
+"""A random attribution: the chance level every faithfulness ranking should beat."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..registry import explainers
+from ..types import Classifier, Explainer, image_seeds
+
+
+@explainers.register("random")
+class RandomAttribution(Explainer):
+    """Uniform noise in [0, 1) with the image's shape, seeded per image (FPA paper's "random").
+
+    It ignores the model; faithfulness metrics should score it at chance (MIF/LIF area ≈ 0).
+    """
+
+    needs_gradients = False
+    is_random = True
+
+    def __init__(self, classifier: Classifier, seed: int = 0):
+        super().__init__(classifier, seed=seed)
+        self.seed = int(seed)
+
+    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+        noise = [
+            torch.rand(x01.shape[1:], generator=torch.Generator().manual_seed(seed))
+            for seed in image_seeds(x01, target, self.seed)
+        ]
+        return torch.stack(noise).to(x01.device) if noise else torch.empty_like(x01)
