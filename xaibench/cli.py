@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -50,8 +49,6 @@ def run(
     from .runner.engine import build_plan, run_plan
     from .runner.suite import load_suite
 
-    if data is None and os.environ.get("XAIBENCH_IMAGENET"):
-        data = None  # the dataset reads the variable itself
     if executor not in ("local", "ray"):
         raise XaibenchError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     overrides = {"device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data}

@@ -720,6 +720,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
                 first_row_of[i] for i in range(min(unit.example_images, len(batch))) if i in first_row_of
             ]
             changes = metric_columns.get("explanation_change_pct", [math.nan] * rows)
+            height, width = _heatmap(clean[0]).shape
             tables.add(
                 "examples",
                 {
@@ -739,8 +740,8 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
                     "heatmap_corrupted": [
                         _heatmap(kept_images[r][0]).flatten().tolist() for r in example_rows
                     ],
-                    "heatmap_height": [_heatmap(clean[0]).shape[0]] * len(example_rows),
-                    "heatmap_width": [_heatmap(clean[0]).shape[1]] * len(example_rows),
+                    "heatmap_height": [int(height)] * len(example_rows),
+                    "heatmap_width": [int(width)] * len(example_rows),
                 },
             )
 
