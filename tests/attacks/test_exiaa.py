@@ -31,18 +31,25 @@ def exact_k(topk: float, n_positive: int) -> int:
     return math.ceil(Fraction(str(topk)) * n_positive)
 
 
-def reference(x, context: AttackContext, model: ToyModel, n_attack_images: int, alphas, topks):
-    """The spec, one row at a time, in numpy: a list of (expected image, I_k, columns)."""
+def reference(
+    x, context: AttackContext, model: ToyModel, n_attack_images: int, alphas, topks, class_rank=1, first=0
+):
+    """The spec, one row at a time, in numpy: a list of (expected image, I_k, columns).
+
+    ``class_rank``/``first``: the ablations (the class of that rank, images after the first).
+    """
     pool = context.pool
     pool_probs = context.pool_probs.numpy()
     rows = []
     for b, original_id in enumerate(context.original_ids):
         order = np.argsort(-context.probs[b].numpy(), kind="stable")
-        y_r = int(order[1])
+        y_r = int(order[class_rank])
         candidates = [i for i in range(len(pool)) if pool.ids[i] != original_id]
-        chosen = sorted(candidates, key=lambda i: (-pool_probs[i, y_r], i))[:n_attack_images]
+        ranked = sorted(candidates, key=lambda i: (-pool_probs[i, y_r], i))
+        chosen = ranked[first : first + n_attack_images]
         clean = x[b].flatten().numpy()
-        for rank, i in enumerate(chosen):
+        for slot, i in enumerate(chosen):
+            rank = first + slot
             source = pool.pixels[i].flatten().numpy()
             z = (model.weight[y_r].view(SHAPE) * (pool.pixels[i] - 0.3)).flatten().numpy()
             n_positive = int((z > 0).sum())
@@ -57,8 +64,9 @@ def reference(x, context: AttackContext, model: ToyModel, n_attack_images: int, 
                     )
                     columns = {
                         "alpha": alpha, "topk": topk, "attack_image_rank": rank,
-                        "attack_image_id": pool.ids[i], "running_up_class": y_r,
+                        "attack_image_id": pool.ids[i], "running_up_class": int(order[1]),
                         "n_positive_entries": n_positive, "k_entries": k,
+                        "source_class": y_r, "source_class_rank": class_rank,
                     }
                     rows.append((b, expected, selected, columns))
     return rows
@@ -72,11 +80,23 @@ def setup():
     return model, pool, x, context
 
 
-def test_matches_the_per_row_reference(setup) -> None:
+@pytest.mark.parametrize(
+    ("source_class_ranks", "first"),
+    [((1,), 0), ((2,), 0), ((1,), 4), ((1, 3, 2), 2)],
+    ids=["paper", "third-class", "images-5th-on", "several-classes-and-offset"],
+)
+def test_matches_the_per_row_reference(setup, source_class_ranks, first) -> None:
     model, _, x, context = setup
-    output = ExIAA(alphas=ALPHAS, topks=TOPKS, n_attack_images=3).perturb(x, model.oracle(), context)
-    expected = reference(x, context, model, 3, ALPHAS, TOPKS)
-    assert output.images.shape == (3 * 3 * len(ALPHAS) * len(TOPKS), *SHAPE)
+    output = ExIAA(
+        alphas=ALPHAS, topks=TOPKS, n_attack_images=3, source_class_ranks=list(source_class_ranks),
+        first_attack_image=first,
+    ).perturb(x, model.oracle(), context)
+    expected = [
+        row
+        for class_rank in source_class_ranks
+        for row in reference(x, context, model, 3, ALPHAS, TOPKS, class_rank=class_rank, first=first)
+    ]
+    assert output.images.shape == (len(source_class_ranks) * 3 * 3 * len(ALPHAS) * len(TOPKS), *SHAPE)
     assert len(expected) == output.images.shape[0]
     assert tuple(output.columns) == ROW_COLUMNS
     for row, (b, image, selected, columns) in enumerate(expected):
@@ -260,13 +280,42 @@ def test_registered_with_the_paper_grid_as_defaults() -> None:
         "alphas": (0.03, 0.06, 0.09, 0.12, 0.15),
         "topks": (0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8),
         "n_attack_images": 3,
+        # The paper's attack: the running-up class's most confident images.
+        "source_class_ranks": (1,),
+        "first_attack_image": 0,
     }
     attack = ExIAA()
     assert len(attack.grid()) == 50 and ExIAA.black_box and ExIAA.needs_pool
     assert attack.describe() == {"attack": "exiaa", "alphas": list(defaults["alphas"]),
-                                 "topks": list(defaults["topks"]), "n_attack_images": 3}
+                                 "topks": list(defaults["topks"]), "n_attack_images": 3,
+                                 "source_class_ranks": [1], "first_attack_image": 0}
 
 
 def test_descending_ranks_break_ties_by_lower_index_and_put_nan_last() -> None:
     values = torch.tensor([1.0, 3.0, 1.0, float("nan"), 3.0, -2.0, 0.0, 1.0]).view(1, 2, 2, 2)
     assert descending_ranks(values).tolist() == [[2, 0, 3, 7, 1, 6, 5, 4]]
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"source_class_ranks": [0]}, ["source_class_ranks", "≥ 1"]),
+        ({"source_class_ranks": []}, ["source_class_ranks"]),
+        ({"source_class_ranks": [1, 1]}, ["distinct"]),
+        ({"first_attack_image": -1}, ["first_attack_image"]),
+    ],
+)
+def test_bad_ablation_parameters_raise_config_errors(params, words) -> None:
+    with pytest.raises(ConfigError) as error:
+        ExIAA(**params)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_a_class_rank_beyond_the_model_and_an_offset_beyond_the_pool_are_clear_errors(setup) -> None:
+    model, pool, x, context = setup
+    n_classes = context.probs.shape[1]
+    with pytest.raises(ConfigError, match=f"class rank {n_classes} does not exist"):
+        ExIAA(alphas=(0.1,), topks=(0.1,), source_class_ranks=[n_classes]).perturb(x, model.oracle(), context)
+    with pytest.raises(ConfigError, match="first_attack_image=10 skips every usable pool image"):
+        ExIAA(alphas=(0.1,), topks=(0.1,), first_attack_image=len(pool)).perturb(x, model.oracle(), context)

@@ -34,22 +34,40 @@ def running_up_classes(probs: Tensor) -> tuple[Tensor, Tensor]:
     return predicted, others.argmax(dim=1)
 
 
+def ranked_class(probs: Tensor, rank: int) -> Tensor:
+    """The class of the given rank per row: 0 = predicted, 1 = running-up, 2 = the next, …
+
+    Ties go to the lower class index (a stable sort), as :func:`running_up_classes`.
+    """
+    if not 0 <= rank < probs.shape[1]:
+        raise ConfigError(
+            f"class rank {rank} does not exist for a model with {probs.shape[1]} classes "
+            f"(ranks 1 … {probs.shape[1] - 1} are the classes other than the predicted one)"
+        )
+    order = torch.sort(probs.detach().to(torch.float64), dim=1, descending=True, stable=True).indices
+    return order[:, rank]
+
+
 @dataclass
 class AttackImages:
     """The attack images chosen for a batch of ``B`` originals, ``A`` slots each.
 
-    Slot ``a`` holds the ``a``-th most confident pool image for the original's running-up
-    class. ``valid[b, a]`` is False where the pool had fewer than ``A`` usable images for
+    Slot ``a`` holds the ``(first + a)``-th most confident pool image for the original's
+    source class: the running-up class (``class_rank = 1``, the paper's choice) or the class
+    of another rank. ``valid[b, a]`` is False where the pool had fewer usable images for
     original ``b`` (its ids are ``None``, pixels zeros); such slots produce no rows.
     """
 
     original_ids: list[str]
     predicted: Tensor  # B
-    running_up: Tensor  # B
+    running_up: Tensor  # B: the source class (the running-up class when class_rank = 1)
     pool_index: Tensor  # B×A (pool row; meaningless where not valid)
     valid: Tensor  # B×A bool
     ids: list[list[str | None]]
     pixels: Tensor  # B×A×C×H×W
+    class_rank: int = 1  # rank of the source class (1 = running-up)
+    first: int = 0  # confidence rank of slot 0 (0 = the most confident image)
+    true_running_up: Tensor | None = None  # B: the running-up class, whatever class_rank is
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -68,13 +86,24 @@ def pool_probabilities(oracle: Oracle, context: AttackContext) -> Tensor:
 
 
 def select_attack_images(
-    oracle: Oracle, context: AttackContext, n_attack_images: int, x01: Tensor, *, attack: str
+    oracle: Oracle,
+    context: AttackContext,
+    n_attack_images: int,
+    x01: Tensor,
+    *,
+    attack: str,
+    class_rank: int = 1,
+    first: int = 0,
 ) -> AttackImages:
     """Per original: the ``n_attack_images`` pool images with the highest ``f_{y_r}``.
 
     The original itself (matched by id) is never an attack image. Ties in confidence go to
     the lower pool index. With fewer usable pool images than asked, all of them are used;
     an original with none raises ``ConfigError``.
+
+    Ablations (eXIAA paper Fig. 5 and appendix A): ``class_rank`` takes the attack images of
+    the class of that rank instead of the running-up class (1); ``first`` skips the ``first``
+    most confident images (``first = 10`` with 10 images: those ranked 11th–20th).
     """
     batch = x01.shape[0]
     if len(context.original_ids) != batch:
@@ -89,7 +118,8 @@ def select_attack_images(
             f"{attack} needs an image pool to take attack images from, and the context has none"
         )
     pool_probs = pool_probabilities(oracle, context)
-    predicted, running_up = running_up_classes(context.probs)
+    predicted, true_running_up = running_up_classes(context.probs)
+    running_up = true_running_up if class_rank == 1 else ranked_class(context.probs, class_rank).to(predicted.device)
 
     scores = pool_probs.detach().to("cpu", torch.float64)[:, running_up.cpu()].T.contiguous()  # B×N
     pool_rows: dict[str, list[int]] = {}
@@ -107,9 +137,14 @@ def select_attack_images(
             f"{context.original_ids[b]!r} to take attack images from; use a larger dataset"
         )
 
-    slots = min(n_attack_images, int(available.max()))
-    pool_index = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :slots]
-    valid = torch.arange(slots).unsqueeze(0) < available.unsqueeze(1)
+    if int(available.max()) <= first:
+        raise ConfigError(
+            f"{attack}: first_attack_image={first} skips every usable pool image "
+            f"(at most {int(available.max())}); use a larger pool or a smaller first_attack_image"
+        )
+    slots = min(n_attack_images, int(available.max()) - first)
+    pool_index = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, first : first + slots]
+    valid = torch.arange(first, first + slots).unsqueeze(0) < available.unsqueeze(1)
     pool_index = torch.where(valid, pool_index, 0)
     ids = [
         [pool.ids[i] if ok else None for i, ok in zip(row, keep, strict=True)]
@@ -125,6 +160,9 @@ def select_attack_images(
         valid=valid,
         ids=ids,
         pixels=pixels,
+        class_rank=class_rank,
+        first=first,
+        true_running_up=true_running_up.to(x01.device),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import attacks
 from ..types import Attack, AttackContext, AttackOutput, Oracle
 from .attack_images import AttackImages, attack_image_attributions, select_attack_images
@@ -34,6 +35,8 @@ ROW_COLUMNS = (
     "running_up_class",
     "n_positive_entries",
     "k_entries",
+    "source_class",
+    "source_class_rank",
 )
 
 
@@ -41,7 +44,14 @@ class InjectionGridAttack(Attack):
     """An α × top-k injection grid over the running-up class's attack images.
 
     Subclasses choose the source injected into the original and the entry ranking that
-    defines ``I_k`` (``_sources``). Rows are ordered (original, attack image, α, top-k).
+    defines ``I_k`` (``_sources``). Rows are ordered (source class rank, original, attack
+    image, α, top-k).
+
+    Ablation parameters (eXIAA paper Fig. 5 and appendix A): ``source_class_ranks`` lists the
+    classes whose images are injected, by rank among the non-predicted classes (1 = the
+    running-up class, the paper's attack; 2 = the third most likely class, …); with several,
+    each original is attacked from each. ``first_attack_image`` skips the most confident
+    attack images (10 with ``n_attack_images = 10``: the images ranked 11th–20th).
     """
 
     black_box = True
@@ -52,11 +62,23 @@ class InjectionGridAttack(Attack):
         alphas: Sequence[float] = PAPER_ALPHAS,
         topks: Sequence[float] = PAPER_TOPKS,
         n_attack_images: int = PAPER_N_ATTACK_IMAGES,
+        source_class_ranks: Sequence[int] = (1,),
+        first_attack_image: int = 0,
     ) -> None:
         owner = getattr(self, "name", type(self).__name__)
         self.alphas = validate_fractions(alphas, name="alphas", owner=owner, include_one=False)
         self.topks = validate_fractions(topks, name="topks", owner=owner, include_one=True)
         self.n_attack_images = validate_count(n_attack_images, name="n_attack_images", owner=owner)
+        ranks = list(source_class_ranks) if isinstance(source_class_ranks, list | tuple) else None
+        if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks) or len(set(ranks)) != len(ranks):
+            raise ConfigError(
+                f"{owner}: source_class_ranks must be a non-empty list of distinct integers ≥ 1 "
+                f"(1 = the running-up class), got {source_class_ranks!r}"
+            )
+        if isinstance(first_attack_image, bool) or not isinstance(first_attack_image, int) or first_attack_image < 0:
+            raise ConfigError(f"{owner}: first_attack_image must be an integer ≥ 0, got {first_attack_image!r}")
+        self.source_class_ranks = tuple(ranks)
+        self.first_attack_image = int(first_attack_image)
 
     def grid(self) -> list[dict[str, Any]]:
         return [{"alpha": alpha, "topk": topk} for alpha in self.alphas for topk in self.topks]
@@ -67,6 +89,8 @@ class InjectionGridAttack(Attack):
             "alphas": list(self.alphas),
             "topks": list(self.topks),
             "n_attack_images": self.n_attack_images,
+            "source_class_ranks": list(self.source_class_ranks),
+            "first_attack_image": self.first_attack_image,
         }
 
     def _sources(
@@ -78,13 +102,25 @@ class InjectionGridAttack(Attack):
     def perturb(self, x01: Tensor, oracle: Oracle, context: AttackContext) -> AttackOutput:
         if x01.ndim != 4:
             raise ValueError(f"{self.name}: expected B×C×H×W images, got shape {tuple(x01.shape)}")
-        images = select_attack_images(oracle, context, self.n_attack_images, x01, attack=self.name)
-        attributions, ranks = attack_image_attributions(oracle, context, images)
-        n_positive = positive_counts(attributions)  # B×A
-        k = topk_entry_counts(n_positive, self.topks)  # B×A×T
-        sources, position_ranks = self._sources(x01, images, ranks, context)
-        corrupted = inject_grid(x01, sources, position_ranks, k, self.alphas)
-        return _assemble(corrupted, images, n_positive, k, self.alphas, self.topks)
+        outputs = []
+        for class_rank in self.source_class_ranks:
+            images = select_attack_images(
+                oracle, context, self.n_attack_images, x01, attack=self.name,
+                class_rank=class_rank, first=self.first_attack_image,
+            )
+            attributions, ranks = attack_image_attributions(oracle, context, images)
+            n_positive = positive_counts(attributions)  # B×A
+            k = topk_entry_counts(n_positive, self.topks)  # B×A×T
+            sources, position_ranks = self._sources(x01, images, ranks, context)
+            corrupted = inject_grid(x01, sources, position_ranks, k, self.alphas)
+            outputs.append(_assemble(corrupted, images, n_positive, k, self.alphas, self.topks))
+        if len(outputs) == 1:
+            return outputs[0]
+        return AttackOutput(
+            images=torch.cat([o.images for o in outputs]),
+            origin=torch.cat([o.origin for o in outputs]),
+            columns={name: [v for o in outputs for v in o.columns[name]] for name in ROW_COLUMNS},
+        )
 
 
 def _assemble(
@@ -110,16 +146,19 @@ def _assemble(
         rows = rows[keep.to(rows.device)]
         b, a, i, j = b[keep], a[keep], i[keep], j[keep]
     b_list, a_list = b.tolist(), a.tolist()
-    running_up = images.running_up.tolist()
+    source = images.running_up.tolist()
+    running_up = (images.true_running_up if images.true_running_up is not None else images.running_up).tolist()
     n_positive_cpu, k_cpu = n_positive.cpu(), k.cpu()
     columns: dict[str, list[Any]] = {
         "alpha": [alphas[index] for index in i.tolist()],
         "topk": [topks[index] for index in j.tolist()],
-        "attack_image_rank": a_list,
+        "attack_image_rank": [images.first + aa for aa in a_list],
         "attack_image_id": [images.ids[bb][aa] for bb, aa in zip(b_list, a_list, strict=True)],
         "running_up_class": [int(running_up[bb]) for bb in b_list],
         "n_positive_entries": n_positive_cpu[b, a].tolist(),
         "k_entries": k_cpu[b, a, j].tolist(),
+        "source_class": [int(source[bb]) for bb in b_list],
+        "source_class_rank": [images.class_rank] * len(b_list),
     }
     assert tuple(columns) == ROW_COLUMNS
     return AttackOutput(images=rows, origin=b.to(rows.device), columns=columns)
@@ -139,7 +178,9 @@ class ExIAA(InjectionGridAttack):
 
     Parameters: ``alphas`` ⊂ (0, 1), ``topks`` ⊂ (0, 1], ``n_attack_images`` ≥ 1 (defaults:
     the paper's grid). Row columns: ``alpha, topk, attack_image_rank`` (0 = most confident),
-    ``attack_image_id, running_up_class, n_positive_entries`` (P), ``k_entries`` (k).
+    ``attack_image_id, running_up_class, n_positive_entries`` (P), ``k_entries`` (k),
+    ``source_class`` and ``source_class_rank`` (the running-up class and 1 unless the
+    ablation parameters ``source_class_ranks`` / ``first_attack_image`` say otherwise).
     """
 
     name = "exiaa"

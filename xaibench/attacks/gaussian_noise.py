@@ -45,7 +45,8 @@ class GaussianNoise(InjectionGridAttack):
     Parameters: ``alphas`` ⊂ (0, 1), ``topks`` ⊂ (0, 1], ``n_attack_images`` ≥ 1 (as
     eXIAA), ``sigma`` > 0 (default 0.25), ``positions`` ∈ {"same", "random"}. Row columns
     are eXIAA's: ``alpha, topk, attack_image_rank, attack_image_id, running_up_class,
-    n_positive_entries, k_entries``.
+    n_positive_entries, k_entries, source_class, source_class_rank``; so are the ablation
+    parameters ``source_class_ranks`` and ``first_attack_image``.
     """
 
     name = "gaussian_noise"
@@ -57,8 +58,13 @@ class GaussianNoise(InjectionGridAttack):
         n_attack_images: int = PAPER_N_ATTACK_IMAGES,
         sigma: float = 0.25,
         positions: str = "same",
+        source_class_ranks: Sequence[int] = (1,),
+        first_attack_image: int = 0,
     ) -> None:
-        super().__init__(alphas=alphas, topks=topks, n_attack_images=n_attack_images)
+        super().__init__(
+            alphas=alphas, topks=topks, n_attack_images=n_attack_images,
+            source_class_ranks=source_class_ranks, first_attack_image=first_attack_image,
+        )
         if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not (
             math.isfinite(sigma) and sigma > 0
         ):

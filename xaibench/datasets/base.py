@@ -304,7 +304,7 @@ class Dataset:
         return self.load(range(len(self)))
 
     # -- sampling -------------------------------------------------------------------------
-    def sample_one_per_class(self, n_classes: int | None, seed: int) -> list[int]:
+    def sample_one_per_class(self, n_classes: int | None, seed: int, per_class: int = 1) -> list[int]:
         """eXIAA's protocol: one random image from each of ``n_classes`` random classes.
 
         Classes are the labels present; an image with an unknown label is a class of its own.
@@ -312,9 +312,16 @@ class Dataset:
         the dataset's listing and ``seed``: a permutation of all classes and one member per
         class are drawn first, whatever ``n_classes`` is, so a larger ``n_classes`` extends a
         smaller one's sample. Indices come back sorted by class.
+
+        ``per_class > 1`` (for suites that need more images, e.g. confidence intervals over
+        100 digits) takes that many members of each chosen class (all of a smaller class): the
+        one-per-class pick first, then the others in a seeded random order, so a larger
+        ``per_class`` extends a smaller one's sample.
         """
         if n_classes is not None and int(n_classes) <= 0:
             raise ValueError(f"n_classes must be a positive number or None, got {n_classes!r}")
+        if int(per_class) <= 0:
+            raise ValueError(f"per_class must be a positive number, got {per_class!r}")
         groups: dict[tuple[int, int], list[int]] = {}
         for index, label in enumerate(self.labels):
             key = (1, index) if label == UNKNOWN_LABEL else (0, int(label))
@@ -330,7 +337,14 @@ class Dataset:
         picks = []
         for c in chosen:
             members = groups[classes[c]]
-            picks.append(members[min(int(draws[c] * len(members)), len(members) - 1)])
+            first = min(int(draws[c] * len(members)), len(members) - 1)
+            picks.append(members[first])
+            if per_class > 1:
+                # A stream per class so a class's extra members do not depend on the others.
+                rest = [m for i, m in enumerate(members) if i != first]
+                extra = torch.Generator().manual_seed(int(seed) * 1_000_003 + c + 1)
+                order = torch.randperm(len(rest), generator=extra).tolist()
+                picks.extend(rest[i] for i in order[: int(per_class) - 1])
         return picks
 
     # -- provenance -----------------------------------------------------------------------

@@ -206,7 +206,7 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
         except ResourceUnavailableError as exc:
             missing.append(f"dataset {suite.dataset.name!r}: {exc}")
             break
-        originals = dataset.sample_one_per_class(suite.n_classes, suite.seed)
+        originals = dataset.sample_one_per_class(suite.n_classes, suite.seed, suite.per_class)
         if suite.limit is not None:
             originals = originals[: suite.limit]
         if not originals:
@@ -264,7 +264,7 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                         "dataset": suite.dataset.key(),
                         "pool": [suite.pool_size, len(setup.pool)],
                         "model": setup.spec.key(),
-                        "explainer": {"name": spec.name, "params": params},
+                        "explainer": {"name": spec.name, "params": params, "sweep": spec.sweep},
                         "attacks": [s.key() for s in suite.attacks],
                         "metrics": [s.key() for s in suite.metrics],
                         "images": image_ids,
@@ -534,6 +534,55 @@ class UnitTables:
         self.rows[table] += count
 
 
+def sensitivity_heatmap(attributions: Tensor) -> Tensor:
+    """``N×1×H×W`` in ``[0, 1]``: ``Σ_c |a_c|`` divided by the image's maximum (0 stays 0).
+
+    The heatmap the hyperparameter-sensitivity suite compares with SSIM (seed 004 compares
+    heatmaps as images; the absolute value makes signed and unsigned settings comparable).
+    """
+    heat = attributions.detach().abs().sum(dim=1, keepdim=True).to(torch.float64)
+    peak = heat.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    return torch.where(peak > 0, heat / peak.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+
+
+def _sensitivity_rows(
+    unit: WorkUnit, setup: ModelSetup, plan: Plan, batch: Any, clean: Tensor, predicted: Tensor
+) -> dict[str, list[Any]]:
+    """One row per image of a swept explainer: its heatmap against the sweep's reference
+    setting (SSIM of ``sensitivity_heatmap``s, Spearman correlation of the raw attributions),
+    the reference computed here for the same images and target classes."""
+    from ..metrics.robustness import RankCorrelation
+    from ..metrics.ssim import ssim
+
+    sweep = unit.explainer.sweep
+    assert sweep is not None
+    count = len(batch)
+    if sweep["param"] is None:
+        reference = clean
+    else:
+        reference_spec = PluginSpec("explainers", unit.explainer.name, dict(sweep["reference"]), sweep["sweep"])
+        params = _explainer_params(reference_spec, plan.suite.seed)
+        explainer = registry.explainers.get(unit.explainer.name)(setup.classifier, **params)
+        access = ModelAccess(
+            setup.classifier, explainer, plan.device, plan.chunk_sizes,
+            model_label=unit.model.label, explainer_label=sweep["sweep"],
+        )
+        reference = access.explain(batch.pixels, predicted)
+    similarity = ssim(sensitivity_heatmap(reference), sensitivity_heatmap(clean))
+    correlation = RankCorrelation()(expl_original=reference, expl_corrupted=clean)
+    return {
+        "image_id": list(batch.ids),
+        "label": [int(v) for v in batch.labels],
+        "predicted_class": [int(v) for v in predicted.tolist()],
+        "sweep": [sweep["sweep"]] * count,
+        "param": [sweep["param"]] * count,
+        "value": [None if sweep["param"] is None else json.dumps(sweep["value"])] * count,
+        "reference_params": [json.dumps(sweep["reference"], sort_keys=True)] * count,
+        "ssim_to_reference": similarity.double().cpu().tolist(),
+        "rank_correlation_to_reference": correlation.double().cpu().tolist(),
+    }
+
+
 def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict[str, pa.Table]:
     """Compute one unit: robustness rows, faithfulness rows and examples, as Arrow tables."""
     started = time.perf_counter()
@@ -549,7 +598,11 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         explainer_label=unit.explainer.label,
     )
     robustness_metrics = [m for m in plan.metrics if not _is_faithfulness(m)]
-    faithfulness_metrics = [m for m in plan.metrics if _is_faithfulness(m)]
+    # A [[metrics]] entry may name the explainers it scores (``explainers = [...]``).
+    faithfulness_metrics = [
+        m for m, spec in zip(plan.metrics, suite.metrics, strict=True)
+        if _is_faithfulness(m) and spec.applies_to(unit.explainer.label)
+    ]
     tables = UnitTables()
 
     batch = setup.dataset.load(unit.indices)
@@ -574,7 +627,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
     def faithfulness(x01: Tensor, attributions: Tensor, target: Tensor, image_rows: list[int], extra: dict[str, list[Any]]) -> None:
         seeds = image_seeds(x01, target, suite.seed)
         for metric, spec in zip(plan.metrics, suite.metrics, strict=True):
-            if not _is_faithfulness(metric):
+            if not _is_faithfulness(metric) or not spec.applies_to(unit.explainer.label):
                 continue
             result = metric.evaluate(
                 access.logits,
@@ -616,6 +669,9 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
             "attack_image_id": [None] * len(batch),
         }
         faithfulness(batch.pixels, clean, predicted, list(range(len(batch))), clean_extra)
+
+    if unit.explainer.sweep is not None:
+        tables.add("sensitivity", _sensitivity_rows(unit, setup, plan, batch, clean, predicted))
 
     pool, pool_probs = pool_probabilities(setup, plan) if plan.attacks else (None, None)
     oracle = Oracle(access.probabilities, access.explain)
@@ -754,6 +810,8 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         "model_name": unit.model.name,
         "model_params": json.dumps(unit.model.params, sort_keys=True),
         "pretrained_source": setup.classifier.pretrained_source,
+        # The model's own held-out accuracy where it knows it (trained models do).
+        "model_test_accuracy": float(getattr(setup.classifier, "test_accuracy", math.nan)),
         "explainer_name": unit.explainer.name,
         "explainer_params": json.dumps(unit.explainer_params, sort_keys=True),
         "device": str(plan.device),

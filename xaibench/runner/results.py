@@ -7,7 +7,7 @@ Layout (docs/results.md)::
     OUT/manifest.json            the latest run (resolved suite, environment, unit states)
     OUT/runs/<run id>.json       every run's manifest, kept
 
-Tables: ``robustness``, ``faithfulness``, ``examples``.
+Tables: ``robustness``, ``faithfulness``, ``examples``, ``sensitivity``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ..errors import XaibenchError
 
-TABLES = ("robustness", "faithfulness", "examples")
+TABLES = ("robustness", "faithfulness", "examples", "sensitivity")
 PARTITION_KEYS = ("suite", "model", "explainer")
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 

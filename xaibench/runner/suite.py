@@ -8,6 +8,9 @@ Layout (see docs/suites.md)::
     [[explainers]] name (+ label) and the explainer's parameters
     [[attacks]]   name (+ label) and the attack's parameters (its grid)
     metrics = ["name", …]  or  [[metrics]] tables with name and parameters
+                  (+ ``explainers = [labels]``: score only those explainers)
+    [[sweeps]]    explainer, label, reference = {…} and lists of values per parameter:
+                  expanded into one explainer per value (varied one at a time)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ DATASET_RESERVED = {
     "n_classes": "a positive integer: one random image from each of N random classes",
     "pool_size": "a positive integer: images in the attack-image pool (default: the whole dataset)",
     "limit": "a positive integer: at most this many originals",
+    "per_class": "a positive integer: images drawn from each chosen class (default 1)",
 }
 TOP_LEVEL = {
     "suite": "a table",
@@ -49,8 +53,16 @@ TOP_LEVEL = {
     "explainers": "an array of tables [[explainers]]",
     "attacks": "an array of tables [[attacks]]",
     "metrics": "an array of names or of tables [[metrics]]",
+    "sweeps": "an array of tables [[sweeps]]: hyperparameter sweeps of one explainer",
 }
 PLUGIN_RESERVED = ("name", "label")
+#: Keys of a [[metrics]] table that are not the metric's parameters.
+METRIC_RESERVED = ("explainers",)
+SWEEP_KEYS = {
+    "explainer": "a registered explainer name",
+    "label": "a short name for the sweep (default: the explainer name)",
+    "reference": "a table of the reference setting's parameters (the explainer's defaults where absent)",
+}
 DEFAULT_METRICS = (
     "explanation_change_pct",
     "ssim",
@@ -69,9 +81,22 @@ class PluginSpec:
     name: str
     params: dict[str, Any]
     label: str
+    #: Metrics only: the explainer labels this metric scores (empty: all of them).
+    only: tuple[str, ...] = ()
+    #: Explainers expanded from a [[sweeps]] entry: ``{"sweep", "param", "value",
+    #: "reference"}`` (``param`` is None for the reference setting itself).
+    sweep: dict[str, Any] | None = None
 
     def key(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params}
+        key: dict[str, Any] = {"name": self.name, "params": self.params}
+        if self.only:
+            key["explainers"] = list(self.only)
+        if self.sweep is not None:
+            key["reference"] = self.sweep["reference"]
+        return key
+
+    def applies_to(self, explainer_label: str) -> bool:
+        return not self.only or explainer_label in self.only
 
 
 @dataclass
@@ -95,13 +120,19 @@ class Suite:
     examples: int = 2
     faithfulness_on_attacked: str = "reference"
     max_batch_size: int = 32
+    per_class: int = 1
     # What the suite was built from, so another process (a Ray worker) can rebuild it exactly.
     raw: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def spec(s: PluginSpec) -> dict[str, Any]:
-            return {"name": s.name, "label": s.label, **s.params}
+            out = {"name": s.name, "label": s.label, **s.params}
+            if s.only:
+                out["explainers"] = list(s.only)
+            if s.sweep is not None:
+                out["sweep"] = s.sweep
+            return out
 
         return {
             "suite": {
@@ -121,6 +152,7 @@ class Suite:
                 "n_classes": self.n_classes,
                 "pool_size": self.pool_size,
                 "limit": self.limit,
+                "per_class": self.per_class,
                 **self.dataset.params,
             },
             "models": [spec(s) for s in self.models],
@@ -208,7 +240,16 @@ def _plugin_specs(
                 canonical = name
             else:
                 raise UnknownPluginError(str(exc), file=source, key=f"{where}.name") from None
-        params = {k: v for k, v in entry.items() if k not in PLUGIN_RESERVED}
+        reserved = PLUGIN_RESERVED + (METRIC_RESERVED if kind == "metrics" else ())
+        params = {k: v for k, v in entry.items() if k not in reserved}
+        only: tuple[str, ...] = ()
+        if kind == "metrics" and "explainers" in entry:
+            names = entry["explainers"]
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                raise ConfigError(
+                    "expected a non-empty array of explainer labels", file=source, key=f"{where}.explainers"
+                )
+            only = tuple(names)
         _check_misplaced(params, source, where)
         if canonical in reg:
             reg.validate_params(canonical, params, where=where)
@@ -220,7 +261,70 @@ def _plugin_specs(
                 key=where,
             )
         labels.add(label)
-        specs.append(PluginSpec(kind, canonical, params, label))
+        specs.append(PluginSpec(kind, canonical, params, label, only=only))
+    return specs
+
+
+def _format_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def _sweep_specs(entries: Any, source: str, seed: int) -> list[PluginSpec]:
+    """Expand ``[[sweeps]]`` into explainers: the reference setting, then one explainer per
+    listed value of each parameter with every other parameter at its reference value."""
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("expected a non-empty array of [[sweeps]] tables", file=source, key="sweeps")
+    specs: list[PluginSpec] = []
+    for index, entry in enumerate(entries):
+        where = f"sweeps[{index}]"
+        if not isinstance(entry, dict) or "explainer" not in entry:
+            raise ConfigError("expected a table with an 'explainer' key", file=source, key=where)
+        try:
+            name = registry.explainers.resolve(entry["explainer"])
+        except UnknownPluginError as exc:
+            raise UnknownPluginError(str(exc), file=source, key=f"{where}.explainer") from None
+        declared = {p.name: p for p in registry.explainers.params(name)}
+        reference = entry.get("reference", {})
+        if not isinstance(reference, dict):
+            raise ConfigError("expected a table of parameters", file=source, key=f"{where}.reference")
+        registry.explainers.validate_params(name, reference, where=f"{where}.reference")
+        label = str(entry.get("label", name))
+        varied = {k: v for k, v in entry.items() if k not in SWEEP_KEYS}
+        if not varied:
+            raise ConfigError(
+                "a sweep needs at least one parameter with a list of values, e.g. stdevs = [0.05, 0.3]",
+                file=source,
+                key=where,
+            )
+        for param, values in varied.items():
+            if param not in declared:
+                close = difflib.get_close_matches(param, list(declared), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"{name!r} has no parameter {param!r}.{hint} Its parameters: "
+                    f"{', '.join(sorted(declared))}; sweep keys: {', '.join(SWEEP_KEYS)}",
+                    file=source,
+                    key=f"{where}.{param}",
+                )
+            if not isinstance(values, list) or not values:
+                raise ConfigError(
+                    f"expected a non-empty array of values for {param!r}", file=source, key=f"{where}.{param}"
+                )
+        # An explainer's own seed defaults to the suite seed (runner.engine._explainer_params).
+        defaults = {p: (seed if p == "seed" else declared[p].default) for p in varied}
+        reference_values = {p: reference.get(p, defaults[p]) for p in varied}
+        sweep_info = {"sweep": label, "reference": dict(sorted(reference.items()))}
+        specs.append(PluginSpec("explainers", name, dict(reference), label, sweep={**sweep_info, "param": None, "value": None}))
+        for param, values in varied.items():
+            for value in values:
+                if value == reference_values[param]:
+                    continue  # the reference setting is already in the sweep
+                params = {**reference, param: value}
+                registry.explainers.validate_params(name, params, where=f"{where}.{param}")
+                specs.append(PluginSpec(
+                    "explainers", name, params, f"{label} {param}={_format_value(value)}",
+                    sweep={**sweep_info, "param": param, "value": value},
+                ))
     return specs
 
 
@@ -261,7 +365,7 @@ def parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) ->
 
 def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Suite:
     _check_keys(data, TOP_LEVEL, source, "top level")
-    for required in ("suite", "dataset", "models", "explainers"):
+    for required in ("suite", "dataset", "models"):
         if required not in data:
             raise ConfigError(f"missing the [{required}] section", file=source)
     head = data["suite"]
@@ -308,14 +412,37 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
     n_classes = _int(dataset_table.get("n_classes"), source, "dataset.n_classes", allow_none=True)
     pool_size = _int(dataset_table.get("pool_size"), source, "dataset.pool_size", allow_none=True)
     limit = _int(dataset_table.get("limit"), source, "dataset.limit", allow_none=True)
+    per_class = _int(dataset_table.get("per_class", 1), source, "dataset.per_class")
     if overrides.get("limit") is not None:
         limit = _int(overrides["limit"], "--limit", "limit")
 
     models = _plugin_specs(data["models"], "models", source)
-    explainers = _plugin_specs(data["explainers"], "explainers", source)
+    if "explainers" not in data and "sweeps" not in data:
+        raise ConfigError("missing the [[explainers]] section (or [[sweeps]])", file=source)
+    explainers = _plugin_specs(data["explainers"], "explainers", source) if "explainers" in data else []
+    if "sweeps" in data:
+        explainers += _sweep_specs(data["sweeps"], source, seed)
+    seen: set[str] = set()
+    for spec in explainers:
+        if spec.label in seen:
+            raise ConfigError(
+                f"two explainers are both called {spec.label!r} (a sweep's label or value repeats "
+                "an explainer's); give one a distinct 'label'",
+                file=source,
+            )
+        seen.add(spec.label)
     attacks = _plugin_specs(data.get("attacks", []), "attacks", source) if data.get("attacks") else []
     metric_entries = data.get("metrics", list(DEFAULT_METRICS))
     metrics = _plugin_specs(metric_entries, "metrics", source, allow_strings=True)
+    labels = [e.label for e in explainers]
+    for index, spec in enumerate(metrics):
+        unknown = [name for name in spec.only if name not in labels]
+        if unknown:
+            raise ConfigError(
+                f"no explainer is labelled {unknown[0]!r}; explainer labels: {', '.join(labels)}",
+                file=source,
+                key=f"metrics[{index}].explainers",
+            )
 
     # Attacks and metrics validate their own parameters (ranges of α, top-k, …) when built.
     for index, spec in enumerate(attacks):
@@ -365,6 +492,7 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
         examples=examples,  # type: ignore[arg-type]
         max_batch_size=max_batch_size,  # type: ignore[arg-type]
         faithfulness_on_attacked=on_attacked,
+        per_class=per_class,  # type: ignore[arg-type]
     )
 
 
