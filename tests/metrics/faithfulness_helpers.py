@@ -80,7 +80,7 @@ def reduce_np(a: np.ndarray, x: np.ndarray, reduction: str, multiplies_by_inputs
     a = a.astype(np.float64)
     if reduction == "abs":
         reduced = np.abs(a).sum(axis=1)
-    elif multiplies_by_inputs:
+    elif reduction == "sum" or multiplies_by_inputs:
         reduced = a.sum(axis=1)
     else:
         reduced = (a * x.astype(np.float64)).sum(axis=1)

@@ -141,7 +141,9 @@ def test_insertion_equals_quantus_with_insert_closure(setup, monkeypatch, canvas
     np.testing.assert_allclose(result.curves["insertion"][:, -1].numpy(), expected[:, -1], atol=1e-6)
 
 
-@pytest.mark.parametrize("reduction,multiplies", [("abs", False), ("signed", False), ("signed", True)])
+@pytest.mark.parametrize(
+    "reduction,multiplies", [("abs", False), ("signed", False), ("signed", True), ("sum", False)]
+)
 def test_mif_lif_equal_quantus_logit_curves(monkeypatch, reduction: str, multiplies: bool) -> None:  # type: ignore[no-untyped-def]
     """MIF/LIF = Quantus PixelFlipping(softmax=False) on rank_transform(s) and rank_transform(−s).
 

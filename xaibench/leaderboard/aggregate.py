@@ -359,10 +359,21 @@ def _rank_cell(value: int | None) -> Cell:
     return Cell("–" if value is None else str(value), sort=None if value is None else value)
 
 
+def paper_attack_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's attack: an attack run from several source classes (the
+    running-up-class ablation) contributes only its running-up-class rows (rank 1) to the
+    overview tables and figures; the other ranks are compared in the ablation table."""
+    if frame.empty or "source_class_rank" not in frame.columns or "attack" not in frame.columns:
+        return frame
+    rank = frame["source_class_rank"]
+    has_rank_one = frame.groupby("attack")["source_class_rank"].transform(lambda r: bool((r == 1).any()))
+    return frame[~has_rank_one | rank.isna() | (rank == 1)]
+
+
 def robustness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
     """Per attack (eXIAA first): explainers × models ranked by explanation change at the
     reference point, with the baseline's change, SSIM and confidence drop beside it."""
-    frame = suite.robustness
+    frame = paper_attack_rows(suite.robustness)
     if frame.empty or "attack" not in frame.columns or "explanation_change_pct" not in frame.columns:
         return []
     attacks = list(dict.fromkeys(frame["attack"].dropna().astype(str)))
@@ -565,7 +576,7 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
 
 def grid_summary(suite: Any, metrics: Sequence[str], *, seed: int, resamples: int) -> pd.DataFrame:
     """Mean and interval per model × explainer × attack × α × top-k (for the figures)."""
-    frame = suite.robustness
+    frame = paper_attack_rows(suite.robustness)
     keys = [k for k in ("model", "explainer", "attack", "alpha", "topk") if k in frame.columns]
     if frame.empty or len(keys) < 5:
         return pd.DataFrame()

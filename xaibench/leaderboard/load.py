@@ -51,6 +51,7 @@ class SuiteResults:
     reference: dict[str, float]
     reference_source: str  # "suite" or "largest grid point"
     description: str = ""
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
     attack_names: dict[str, str] = field(default_factory=dict)  # attack label -> plugin name
     duplicate_units: int = 0
     notes: list[str] = field(default_factory=list)
@@ -251,6 +252,7 @@ def _merge(suite: str, collected: dict[str, list[Any]], duplicate_units: int) ->
     robustness = _concat([t["robustness"] for t in collected["tables"]])
     faithfulness = _concat([t["faithfulness"] for t in collected["tables"]])
     examples = _concat([t["examples"] for t in collected["tables"]])
+    sensitivity = _concat([t["sensitivity"] for t in collected["tables"]])
     manifests = collected["manifests"]
     notes = []
     reference: dict[str, float] = {}
@@ -288,6 +290,7 @@ def _merge(suite: str, collected: dict[str, list[Any]], duplicate_units: int) ->
         robustness=robustness,
         faithfulness=faithfulness,
         examples=examples,
+        sensitivity=sensitivity,
         runs=collected["runs"],
         reference=reference,
         reference_source=reference_source,

@@ -89,10 +89,13 @@ def build_leaderboard(
     dirs: list[str | Path], *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES
 ) -> Leaderboard:
     """Read the results folders and compute every overview table."""
+    from .studies import study_tables
+
     suites = load_results(dirs)
     tables = {
         suite.name: robustness_tables(suite, seed=seed, resamples=resamples)
         + faithfulness_tables(suite, seed=seed, resamples=resamples)
+        + study_tables(suite, seed=seed, resamples=resamples)
         for suite in suites
     }
     return Leaderboard(suites=suites, tables=tables, seed=seed, resamples=resamples)

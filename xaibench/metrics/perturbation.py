@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-REDUCTIONS = ("abs", "signed")
+REDUCTIONS = ("abs", "signed", "sum")
 
 Forward = Callable[[Tensor], Tensor]
 
@@ -69,6 +69,9 @@ def pixel_scores(
 
     ``abs``: ``Σ_c |a_c|``. ``signed``: ``Σ_c a_c·x_c`` for raw gradient maps, ``Σ_c a_c``
     when the explainer already multiplied by the input (IG, DeepLIFT) — FPA paper, sec. 3.
+    ``sum``: ``Σ_c a_c`` always — the FPA paper's "_sum" subscript taken literally, for maps
+    that are meant to be ranked as they are (SQ-SG_sum; VG′_sum and SG′_sum, whose explainers
+    already multiply by the input, where it equals ``signed``).
     Float64 so that summing channels cannot create ties the float32 map did not have.
     Non-finite attributions become 0 here; ``finite_rows`` marks those images.
     """
@@ -77,6 +80,8 @@ def pixel_scores(
         reduced = a.abs().sum(dim=1)
     elif reduction == "signed":
         reduced = a.sum(dim=1) if multiplies_by_inputs else (a * x01.detach().to(torch.float64)).sum(dim=1)
+    elif reduction == "sum":
+        reduced = a.sum(dim=1)
     else:  # validated in the metrics' __init__; kept for direct callers
         raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
     return reduced.flatten(1)
