@@ -281,3 +281,77 @@ def colormap_css(name: str = "inferno", stops: int = 6) -> str:
     """A CSS gradient of the heatmap colour map (the examples' colour bar)."""
     cmap = matplotlib.colormaps[name]
     return ", ".join(mcolors.to_hex(cmap(i / (stops - 1))) for i in range(stops))
+
+
+def _bootstrap(values: np.ndarray, key: str) -> Estimate:
+    from .aggregate import bootstrap_mean
+
+    return bootstrap_mean(values, key=key, resamples=500)
+
+
+def class_rank_figure(robustness: pd.DataFrame, model: str, metric: str = "explanation_change_pct") -> Figure | None:
+    """The eXIAA paper's Fig. 5: ``metric`` (mean over the grid, per image, then over images)
+    against the source class's rank, a line per explainer; rank 1 (running-up) marked."""
+    if robustness.empty or "source_class_rank" not in robustness.columns or metric not in robustness.columns:
+        return None
+    rows = robustness[(robustness["model"] == model) & robustness["source_class_rank"].notna()]
+    rows = rows[rows.groupby("attack")["source_class_rank"].transform("nunique") > 1]
+    if rows.empty:
+        return None
+    explainers = list(dict.fromkeys(rows["explainer"].astype(str)))
+    palette = sns.color_palette("deep", n_colors=max(len(explainers), 1))
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(4.6, 3.0), layout="constrained")
+        ax = fig.add_subplot()
+        for color, explainer in zip(palette, explainers, strict=True):
+            per = rows[rows["explainer"].astype(str) == explainer].groupby(["source_class_rank", "image_id"])[metric].mean()
+            ranks = sorted(int(r) for r in per.index.get_level_values(0).unique())
+            estimates = [_bootstrap(per.loc[r].to_numpy(), f"{model}|{explainer}|{r}") for r in ranks]
+            x = np.arange(len(ranks))
+            mean = np.array([e.mean for e in estimates])
+            ax.plot(x, mean, marker="o", markersize=3, color=color, linewidth=1.3, label=explainer)
+            ax.fill_between(x, [e.low for e in estimates], [e.high for e in estimates], color=color, alpha=0.15, linewidth=0)
+            if 1 in ranks:
+                ax.plot([ranks.index(1)], [mean[ranks.index(1)]], marker="*", markersize=10, color=color)
+        ax.set_xticks(np.arange(len(ranks)), [str(r) for r in ranks])
+        ax.set_xlabel("rank of the injected class (1 = running-up, ★)")
+        ax.set_ylabel(METRIC_TITLES.get(metric, metric))
+        ax.legend(frameon=False)
+        fig.suptitle(f"{model}: injecting from each class")
+    return fig
+
+
+def sensitivity_figure(sensitivity: pd.DataFrame, sweep: str) -> Figure | None:
+    """SSIM to the reference heatmap against each swept value, a panel per parameter and a
+    line per model (seed 004's sensitivity plots); 95 % bands over images."""
+    if sensitivity.empty or "sweep" not in sensitivity.columns:
+        return None
+    rows = sensitivity[(sensitivity["sweep"] == sweep) & sensitivity["param"].notna()]
+    if rows.empty:
+        return None
+    params = list(dict.fromkeys(rows["param"].astype(str)))
+    models = list(dict.fromkeys(rows["model"].astype(str)))
+    palette = sns.color_palette("deep", n_colors=max(len(models), 1))
+    with matplotlib.rc_context(STYLE):
+        fig, axes = _grid(1, len(params), 2.6, 2.5)
+        for c, param in enumerate(params):
+            ax = axes[0, c]
+            ax.set_title(param)
+            chosen = rows[rows["param"].astype(str) == param]
+            values = list(dict.fromkeys(chosen["value"]))
+            for color, model in zip(palette, models, strict=True):
+                estimates = []
+                for value in values:
+                    sample = chosen[(chosen["model"].astype(str) == model) & (chosen["value"] == value)]
+                    estimates.append(_bootstrap(sample.groupby("image_id")["ssim_to_reference"].mean().to_numpy(), f"{sweep}|{param}|{model}|{value}"))
+                x = np.arange(len(values))
+                ax.plot(x, [e.mean for e in estimates], marker="o", markersize=3, color=color, linewidth=1.3, label=model)
+                ax.fill_between(x, [e.low for e in estimates], [e.high for e in estimates], color=color, alpha=0.15, linewidth=0)
+            ax.set_xticks(np.arange(len(values)), [str(v).strip('"') for v in values], rotation=30)
+            if c == 0:
+                ax.set_ylabel("SSIM to the reference")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncols=max(1, len(models)), frameon=False)
+        fig.suptitle(f"{sweep}: heatmap similarity to the reference setting")
+    return fig

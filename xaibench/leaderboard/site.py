@@ -164,6 +164,23 @@ def _figures(suite: SuiteResults, assets: Path, *, seed: int, resamples: int) ->
                     + (", " + ", ".join(attack_title(b) for b in baselines) + " dashed (baseline)" if baselines else "")
                     + f"; bands are 95 % bootstrap intervals over images (as {paper}).",
                 )
+        for model in _order(robustness, "model"):
+            keep(
+                fig_mod.class_rank_figure(robustness, model), "class-rank", model,
+                f"{model}: injecting from each class",
+                f"{model}: mean explanation change over the α × top-k grid against the rank of the "
+                "class the attack images come from (as the eXIAA paper's Fig. 5); ★ = the running-up "
+                "class; bands are 95 % bootstrap intervals over images.",
+            )
+    sensitivity = suite.sensitivity
+    if not sensitivity.empty and "sweep" in sensitivity.columns:
+        for sweep in _order(sensitivity, "sweep"):
+            keep(
+                fig_mod.sensitivity_figure(sensitivity, sweep), "sensitivity", sweep,
+                f"{sweep}: sensitivity to its hyperparameters",
+                f"{sweep}: SSIM between each setting's heatmap and the reference setting's, per "
+                "swept value and model; bands are 95 % bootstrap intervals over images.",
+            )
     faithfulness = suite.faithfulness
     if not faithfulness.empty and "curve" in faithfulness.columns:
         explainers = _order(faithfulness, "explainer")
