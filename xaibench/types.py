@@ -172,6 +172,21 @@ class Explainer:
     """Attribution method: ``explain(x01, target)`` → attributions with the shape of ``x01``.
 
     Capabilities are class attributes the planner and the leaderboard read.
+
+    Optional methods the runner uses when an explainer defines them:
+
+    * ``explain_predicted(x01) -> (attributions, logits)``: explain each image's *predicted*
+      class and return the logits (``N×K``, float32) of the same forward pass, the target
+      being ``logits.argmax(dim=1)``. The attributions must equal
+      ``explain(x01, logits.argmax(dim=1))``. Gradient explainers (saliency,
+      input × gradient) get the prediction, the probabilities and the gradient from one
+      forward + backward this way, where the runner would otherwise forward every corrupted
+      image once more to predict it. The runner uses it only when the class that defines
+      ``explain_predicted`` also defines (or inherits the same) ``explain``: a subclass that
+      overrides ``explain`` alone keeps the two-pass path.
+    * ``completeness_gap(x01, target, attributions, logits=None)``: when the signature takes
+      ``logits``, the runner passes the logits of ``x01`` it already has, so ``f(x)`` need not
+      be forwarded again.
     """
 
     name: ClassVar[str]

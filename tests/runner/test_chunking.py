@@ -115,3 +115,34 @@ def test_auto_batch_size_is_measured_cached_and_gives_the_same_values(tmp_path: 
     b = read_results(tmp_path / "auto").sort_values(key).reset_index(drop=True)
     np.testing.assert_allclose(b["explanation_change_pct"], a["explanation_change_pct"], rtol=1e-4, atol=1e-4)
     assert fixed.rows_written == auto.rows_written
+
+
+def test_measure_best_size_takes_the_median_of_three_so_one_spike_does_not_decide() -> None:
+    import time
+
+    cost = {1: 0.004, 2: 0.003, 4: 0.0015, 8: 0.002, 16: 0.005}  # seconds per image
+    calls: dict[int, int] = {}
+
+    def compute(size: int) -> None:
+        calls[size] = calls.get(size, 0) + 1
+        # The first timed call of the fastest size is hit by other work (5× slower).
+        spike = 5.0 if size == 4 and calls[size] == 1 else 1.0
+        time.sleep(cost[size] * size * spike)
+
+    best, timings = measure_best_size(compute, [1, 2, 4, 8, 16])
+    assert best == 4
+    assert calls[1] == 1 + 3 and calls[4] == 3 and calls[8] == 3  # warm-up, then three timings each
+
+
+def test_measure_best_size_repeats_only_within_its_budget() -> None:
+    import time
+
+    calls: list[int] = []
+
+    def compute(size: int) -> None:
+        calls.append(size)
+        time.sleep(0.03 * size)
+
+    best, timings = measure_best_size(compute, [1, 2, 4], budget_s=0.05, patience=10)
+    # The warm-up and one timing use the budget: no repeat, no other size.
+    assert calls == [1, 1] and best == 1 and list(timings) == [1]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from xaibench.datasets import load_dataset
 from xaibench.errors import ConfigError
 from xaibench.explainers import SmoothGradExplainer
 from xaibench.metrics.ssim import ssim
@@ -16,7 +17,6 @@ from xaibench.models import load_model
 from xaibench.runner.engine import build_plan, run_plan, sensitivity_heatmap
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
-from xaibench.datasets import load_dataset
 
 SUITE = """
 [suite]

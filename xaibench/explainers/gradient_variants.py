@@ -88,6 +88,11 @@ class InputXGradientExplainer(SaliencyExplainer):
         gradients = super().explain(x01, target)
         return gradients * input_factor(self.classifier, x01.to(gradients), self.input_space)
 
+    def explain_predicted(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        """One forward + backward for the predicted class, as ``explain`` computes it."""
+        gradients, logits = super().explain_predicted(x01)  # signed: abs=False
+        return gradients * input_factor(self.classifier, x01.to(gradients), self.input_space), logits
+
 
 @explainers.register("input_x_smoothgrad")
 class InputXSmoothGradExplainer(SmoothGradExplainer):

@@ -95,15 +95,29 @@ class IntegratedGradientsExplainer(Explainer):
         return torch.full_like(like[:1], self.baseline_value)
 
     def _baseline_target_logits(self, x: Tensor, t: Tensor) -> Tensor:
-        # The baseline is the same for every image: one forward per image shape, cached.
-        key = (tuple(x.shape[1:]), x.device, x.dtype)
+        # The baseline is the same for every image: one forward per image shape (and
+        # autocast setting, for the runner's bf16 precision), cached.
+        device_type = x.device.type
+        autocast = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        key = (tuple(x.shape[1:]), x.device, x.dtype, autocast)
         if key not in self._baseline_logits:
             with torch.no_grad():
                 self._baseline_logits[key] = self.classifier(self.baseline_image(x))[0]
         return self._baseline_logits[key][t]
 
-    def completeness_gap(self, x01: Tensor, target: Tensor, attributions: Tensor) -> Tensor:
-        """``|Σa − (f(x)_y − f(b)_y)| / max(|f(x)_y − f(b)_y|, eps)`` per image."""
+    def completeness_gap(
+        self, x01: Tensor, target: Tensor, attributions: Tensor, logits: Tensor | None = None
+    ) -> Tensor:
+        """``|Σa − (f(x)_y − f(b)_y)| / max(|f(x)_y − f(b)_y|, eps)`` per image.
+
+        ``logits``: the classifier's logits of ``x01`` when the caller already has them (the
+        runner predicts every image it explains); ``f(x)`` is then read from them instead of
+        forwarding ``x01`` again.
+        """
         x, t = prepare(self.classifier, x01, target)
-        delta = target_logits(self.classifier, x, t) - self._baseline_target_logits(x, t)
+        if logits is None:
+            fx = target_logits(self.classifier, x, t)
+        else:
+            fx = logits.detach().to(x.device).gather(1, t.view(-1, 1)).squeeze(1)
+        delta = fx - self._baseline_target_logits(x, t)
         return relative_gap(attributions, delta).to(x01.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from captum.attr import Saliency
 from torch import Tensor
 
@@ -30,3 +31,21 @@ class SaliencyExplainer(Explainer):
         with quiet_captum():
             attributions = self._saliency.attribute(x, target=t, abs=self.abs)
         return finish(attributions, x01)
+
+    def explain_predicted(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        """Saliency of the predicted class and the logits, from one forward + backward.
+
+        The target is ``logits.argmax(dim=1)`` of this very forward pass. The operations are
+        Captum's (``compute_gradients``: gather the target logit, ``autograd.grad`` of its
+        unbound rows), so the attributions equal ``explain(x01, logits.argmax(dim=1))``
+        exactly; the runner then needs no separate prediction pass (``types.Explainer``).
+        """
+        x, _ = prepare(self.classifier, x01, 0)
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.classifier(x)
+            target = logits.detach().argmax(dim=1)
+            selected = torch.gather(logits, 1, target.view(-1, 1)).squeeze(-1)
+            (gradients,) = torch.autograd.grad(torch.unbind(selected), x)
+        attributions = finish(gradients.abs() if self.abs else gradients, x01)
+        return attributions, logits.detach().float().to(x01.device)

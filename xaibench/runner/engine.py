@@ -77,7 +77,7 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {
         "xaibench": __version__,
@@ -90,7 +90,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": name,
         "torch_threads": torch.get_num_threads(),
-        "dtype": "float32",
+        # Weights and inputs stay float32; bf16 autocasts the model passes (docs/performance.md).
+        "dtype": "float32" if precision == "fp32" else "float32 weights, bfloat16 autocast",
         "git_revision": _git_revision(),
     }
 
@@ -268,6 +269,8 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                         "attacks": [s.key() for s in suite.attacks],
                         "metrics": [s.key() for s in suite.metrics],
                         "images": image_ids,
+                        # Only bf16 enters the hash, so fp32 units keep their ids (resume).
+                        **({"precision": suite.precision} if suite.precision != "fp32" else {}),
                     }
                 )
                 unit = WorkUnit(
@@ -306,7 +309,14 @@ class ModelAccess:
     Chunk sizes come from the run's ``ChunkSizes`` (measured or fixed) under the keys
     ``(model, explainer, "explain")`` and ``(model, "-", "forward")``; an out-of-memory error
     halves the chunk and retries it, keeping everything already computed.
+
+    ``precision="bf16"`` runs every pass (forwards, explanations, completeness gaps, chunk
+    measurements) under ``torch.autocast(device_type, dtype=torch.bfloat16)``; outputs are
+    returned as float32 either way. ``predict_and_explain`` predicts and explains in one
+    forward + backward when the explainer offers ``explain_predicted`` (``types.Explainer``).
     """
+
+    PRECISIONS = ("fp32", "bf16")
 
     def __init__(
         self,
@@ -317,16 +327,55 @@ class ModelAccess:
         *,
         model_label: str,
         explainer_label: str = "-",
+        precision: str = "fp32",
     ):
+        if precision not in self.PRECISIONS:
+            raise XaibenchError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
         self.classifier = classifier
         self.explainer = explainer
         self.device = device
         self.sizes = sizes
+        self.precision = precision
         self.explain_key = (model_label, explainer_label, "explain")
         self.forward_key = (model_label, "-", "forward")
         self.forward_images = 0
         self.explained_images = 0
         self.explain_seconds = 0.0
+        self.fuses_prediction = self._offers_explain_predicted(explainer)
+        self._gap_takes_logits = self._takes_keyword(getattr(explainer, "completeness_gap", None), "logits")
+
+    @staticmethod
+    def _offers_explain_predicted(explainer: Explainer | None) -> bool:
+        """Whether ``explain_predicted`` may stand in for ``explain`` (see ``types.Explainer``).
+
+        Only when the class that defines it is the class that defines ``explain`` or a
+        subclass of it: a subclass that overrides ``explain`` alone (to count calls, to fail
+        like a full GPU, to post-process) would otherwise be bypassed.
+        """
+        if explainer is None or not callable(getattr(explainer, "explain_predicted", None)):
+            return False
+        if "explain" in vars(explainer) or "explain_predicted" in vars(explainer):
+            return False  # patched on the instance: trust neither
+
+        def owner(name: str) -> type:
+            return next(klass for klass in type(explainer).__mro__ if name in vars(klass))
+
+        return issubclass(owner("explain_predicted"), owner("explain"))
+
+    @staticmethod
+    def _takes_keyword(function: Callable[..., Any] | None, name: str) -> bool:
+        import inspect
+
+        if function is None:
+            return False
+        try:
+            return name in inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def autocast(self) -> torch.autocast:
+        """The precision context every pass runs in (a no-op for fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -340,7 +389,7 @@ class ModelAccess:
         """Logits of any number of images, in chunks; the caller bounds memory by what it passes."""
 
         def compute(part: slice) -> Tensor:
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():
                 return self.classifier(x01[part].to(self.device)).float().cpu()
 
         outputs = run_in_chunks(x01.shape[0], self.sizes, self.forward_key, compute)
@@ -355,7 +404,8 @@ class ModelAccess:
         explainer = self.explainer
 
         def compute(part: slice) -> Tensor:
-            attributions = explainer.explain(x01[part].to(self.device), target[part].to(self.device))
+            with self.autocast():
+                attributions = explainer.explain(x01[part].to(self.device), target[part].to(self.device))
             return attributions.detach().float().cpu()
 
         self._sync()
@@ -366,16 +416,56 @@ class ModelAccess:
         self.explained_images += int(x01.shape[0])
         return torch.cat(outputs) if outputs else torch.empty_like(x01)
 
-    def completeness_gap(self, x01: Tensor, target: Tensor, attributions: Tensor) -> Tensor | None:
+    def predict_and_explain(self, x01: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, predicted class, attributions for it)`` of each image.
+
+        With an explainer that offers ``explain_predicted``, one forward + backward per chunk
+        gives all three (the class is ``logits.argmax``, as the explainer chose it); otherwise
+        a forward pass predicts (``softmax(logits).argmax``) and ``explain`` explains. Both
+        give the same values: the fused pass is the explanation's own forward.
+        """
+        if not self.fuses_prediction:
+            logits = self.logits(x01)
+            predicted = torch.softmax(logits, dim=1).argmax(dim=1)
+            return logits, predicted, self.explain(x01, predicted)
+        explainer = self.explainer
+
+        def compute(part: slice) -> tuple[Tensor, Tensor]:
+            with self.autocast():
+                attributions, logits = explainer.explain_predicted(x01[part].to(self.device))  # type: ignore[union-attr]
+            return logits.detach().float().cpu(), attributions.detach().float().cpu()
+
+        self._sync()
+        started = time.perf_counter()
+        outputs: list[Any] = run_in_chunks(x01.shape[0], self.sizes, self.explain_key, compute)  # type: ignore[arg-type]
+        self._sync()
+        self.explain_seconds += time.perf_counter() - started
+        self.explained_images += int(x01.shape[0])
+        if not outputs:
+            return torch.empty(0, self.classifier.num_classes), torch.empty(0, dtype=torch.long), torch.empty_like(x01)
+        logits = torch.cat([o[0] for o in outputs])
+        return logits, logits.argmax(dim=1), torch.cat([o[1] for o in outputs])
+
+    def completeness_gap(
+        self, x01: Tensor, target: Tensor, attributions: Tensor, logits: Tensor | None = None
+    ) -> Tensor | None:
+        """The explainer's completeness gap per image; ``None`` when it has none.
+
+        ``logits`` (of ``x01``, when the caller has them) are handed to explainers whose
+        ``completeness_gap`` takes them, which saves forwarding ``x01`` again.
+        """
         assert self.explainer is not None
         explainer = self.explainer
         if not getattr(explainer, "has_completeness", False):
             return None
+        reuse = logits is not None and self._gap_takes_logits
 
         def compute(part: slice) -> Tensor:
-            gap = explainer.completeness_gap(
-                x01[part].to(self.device), target[part].to(self.device), attributions[part].to(self.device)
-            )
+            extra = {"logits": logits[part].to(self.device)} if reuse else {}  # type: ignore[index]
+            with self.autocast():
+                gap = explainer.completeness_gap(
+                    x01[part].to(self.device), target[part].to(self.device), attributions[part].to(self.device), **extra
+                )
             return torch.full((part.stop - part.start,), math.nan) if gap is None else gap.detach().float().cpu()
 
         return torch.cat(run_in_chunks(x01.shape[0], self.sizes, self.forward_key, compute))
@@ -385,7 +475,9 @@ class ModelAccess:
         for key, stage in ((self.forward_key, "forward"), (self.explain_key, "explain")):
             if self.sizes.known(key) or (stage == "explain" and self.explainer is None):
                 continue
-            cache_key = cache.key({**identity, "stage": stage, "device": _device_name(self.device)})
+            # fp32 keys stay as they were (earlier measurements remain valid); bf16 is its own.
+            precision = {} if self.precision == "fp32" else {"precision": self.precision}
+            cache_key = cache.key({**identity, "stage": stage, "device": _device_name(self.device), **precision})
             cached = cache.get(cache_key)
             if cached is not None:
                 self.sizes.set(key, cached, "measured earlier (cached)")
@@ -401,12 +493,16 @@ class ModelAccess:
                 targets: Tensor = targets,
                 explainer: Explainer | None = self.explainer,
             ) -> None:
-                if stage == "forward":
-                    with torch.no_grad():
-                        self.classifier(images[:size])
-                else:
-                    assert explainer is not None
-                    explainer.explain(images[:size], targets[:size])
+                # Time what the runner will call: under its precision, fused where it fuses.
+                with self.autocast():
+                    if stage == "forward":
+                        with torch.no_grad():
+                            self.classifier(images[:size])
+                    elif self.fuses_prediction:
+                        explainer.explain_predicted(images[:size])  # type: ignore[union-attr]
+                    else:
+                        assert explainer is not None
+                        explainer.explain(images[:size], targets[:size])
                 self._sync()
 
             best, timings = measure_best_size(compute, candidates)
@@ -565,7 +661,7 @@ def _sensitivity_rows(
         explainer = registry.explainers.get(unit.explainer.name)(setup.classifier, **params)
         access = ModelAccess(
             setup.classifier, explainer, plan.device, plan.chunk_sizes,
-            model_label=unit.model.label, explainer_label=sweep["sweep"],
+            model_label=unit.model.label, explainer_label=sweep["sweep"], precision=plan.suite.precision,
         )
         reference = access.explain(batch.pixels, predicted)
     similarity = ssim(sensitivity_heatmap(reference), sensitivity_heatmap(clean))
@@ -596,6 +692,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         plan.chunk_sizes,
         model_label=unit.model.label,
         explainer_label=unit.explainer.label,
+        precision=suite.precision,
     )
     robustness_metrics = [m for m in plan.metrics if not _is_faithfulness(m)]
     # A [[metrics]] entry may name the explainers it scores (``explainers = [...]``).
@@ -703,10 +800,12 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         # Rows are processed in explain-sized chunks so memory stays bounded by the chunk.
         for part in chunks(rows, max(plan.chunk_sizes.get(access.explain_key), 1)):
             images = output.images[part]
-            probs_corrupted = access.probabilities(images)
-            predicted_corrupted = probs_corrupted.argmax(dim=1)
-            expl_corrupted = access.explain(images, predicted_corrupted)
-            gap = access.completeness_gap(images, predicted_corrupted, expl_corrupted)
+            # One forward + backward per chunk for gradient explainers (explain_predicted);
+            # otherwise a forward, then the explanation. The logits also serve the
+            # completeness gap (no second forward of the corrupted images).
+            logits_corrupted, predicted_corrupted, expl_corrupted = access.predict_and_explain(images)
+            probs_corrupted = torch.softmax(logits_corrupted, dim=1)
+            gap = access.completeness_gap(images, predicted_corrupted, expl_corrupted, logits=logits_corrupted)
             rows_origin = origin[part]
             tensors = {
                 "original": batch.pixels[rows_origin],
@@ -815,6 +914,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         "explainer_name": unit.explainer.name,
         "explainer_params": json.dumps(unit.explainer_params, sort_keys=True),
         "device": str(plan.device),
+        "precision": suite.precision,
         "xaibench_version": __version__,
         "torch_version": torch.__version__,
         "captum_version": _version("captum"),
@@ -922,7 +1022,7 @@ def run_plan(
     run_id = run_id or new_run_id()
     started_at = datetime.now(UTC).isoformat()
     started = time.perf_counter()
-    env = environment(plan.device)
+    env = environment(plan.device, plan.suite.precision)
     skipped: list[dict[str, str]] = []
     plan.out.mkdir(parents=True, exist_ok=True)
 

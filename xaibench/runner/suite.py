@@ -34,6 +34,7 @@ SUITE_KEYS = {
     "device": "'auto', 'cpu' or 'cuda'",
     "batch_size": "'auto' (measure the fastest chunk size, the default) or a positive integer (images per chunk)",
     "max_batch_size": "a positive integer: the largest chunk 'auto' tries on a CPU (×4 on a GPU; default 32)",
+    "precision": "'fp32' (default) or 'bf16': bf16 runs the explainers' and metrics' passes under torch.autocast (docs/performance.md, section bf16)",
     "images_per_unit": "a positive integer (originals per work unit)",
     "reference": "a table {alpha = …, topk = …}: the grid point the leaderboard ranks by",
     "examples": "a non-negative integer: example images stored per model × explainer (default 2)",
@@ -121,6 +122,7 @@ class Suite:
     faithfulness_on_attacked: str = "reference"
     max_batch_size: int = 32
     per_class: int = 1
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast of every model pass)
     # What the suite was built from, so another process (a Ray worker) can rebuild it exactly.
     raw: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +144,7 @@ class Suite:
                 "device": self.device,
                 "batch_size": self.batch_size,
                 "max_batch_size": self.max_batch_size,
+                "precision": self.precision,
                 "images_per_unit": self.images_per_unit,
                 "reference": self.reference,
                 "examples": self.examples,
@@ -388,6 +391,9 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
     if batch_size != "auto":
         batch_size = _int(batch_size, source, "suite.batch_size")  # type: ignore[assignment]
     max_batch_size = _int(head.get("max_batch_size", 32), source, "suite.max_batch_size")
+    precision = head.get("precision", "fp32")
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"expected 'fp32' or 'bf16', got {precision!r}", file=source, key="suite.precision")
     images_per_unit = _int(head.get("images_per_unit", 4), source, "suite.images_per_unit")
 
     dataset_table = data["dataset"]
@@ -491,6 +497,7 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
         reference=dict(reference),
         examples=examples,  # type: ignore[arg-type]
         max_batch_size=max_batch_size,  # type: ignore[arg-type]
+        precision=precision,
         faithfulness_on_attacked=on_attacked,
         per_class=per_class,  # type: ignore[arg-type]
     )
