@@ -17,6 +17,7 @@ def load_builtins() -> None:
         return
     _BUILTINS_LOADED = True
     from . import attacks, datasets, explainers, metrics, models  # noqa: F401
+    from .training import train as _train  # noqa: F401  (registers the ``trained`` model)
 
 
 load_builtins()

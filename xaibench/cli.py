@@ -42,6 +42,10 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", help="At most N original images.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per forward/backward chunk.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Suite seed (overrides the suite).")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option("--precision", help="fp32 | bf16: autocast the model passes to bfloat16 (overrides the suite)."),
+    ] = None,
     executor: Annotated[str, typer.Option("--executor", help="local | ray (work units as Ray tasks).")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
 ) -> None:
@@ -51,7 +55,9 @@ def run(
 
     if executor not in ("local", "ray"):
         raise XaibenchError(f"unknown executor {executor!r}; use 'local' or 'ray'")
-    overrides = {"device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data}
+    overrides = {
+        "device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data, "precision": precision,
+    }
     resolved = load_suite(suite, overrides)
     console.print(f"[bold]xaibench[/bold] suite [cyan]{resolved.name}[/cyan] ({resolved.source})")
     with console.status("loading models and data…"):
@@ -212,6 +218,174 @@ def leaderboard(
         f"leaderboard: {index} ({site_size(out) / 1024:.0f} KiB); open it in a browser",
         markup=False, highlight=False,
     )
+
+
+_TRAIN_AUGMENTATIONS = ("none", "fpa", "rectangle")
+
+
+def _parse_dataset_params(items: list[str]) -> dict:
+    import json
+
+    params: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--dataset-param")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="digits_cnn, or any timm architecture (e.g. resnet18, test_resnet).")] = "digits_cnn",
+    dataset: Annotated[str, typer.Option("--dataset", help="A registered dataset (digits, image_folder, imagenet).")] = "digits",
+    data: Annotated[str | None, typer.Option("--data", help="Dataset root (the dataset's 'root' parameter).")] = None,
+    dataset_param: Annotated[list[str] | None, typer.Option("--dataset-param", help="Other dataset parameter, KEY=VALUE (repeatable).")] = None,
+    augmentation: Annotated[list[str] | None, typer.Option("--augmentation", "-a", help="none | fpa | rectangle | all; repeat to train several models.")] = None,
+    adversarial: Annotated[str, typer.Option("--adversarial", help="none | pgd (PGD adversarial training).")] = "none",
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: 20 digits_cnn, 10 digits_cnn_pgd, 10 timm).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, shuffling, augmentation and attack.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda (timm models; digits_cnn always trains on the CPU).")] = "auto",
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Image side in pixels (default: 32 digits_cnn, the architecture's size for timm).")] = None,
+    width: Annotated[int | None, typer.Option("--width", help="digits_cnn only: channels of the first conv.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="timm only: images per step (default 64).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="timm only: learning rate (default 0.05 sgd, 0.001 adam).")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="timm only: sgd (momentum 0.9, cosine) | adam (AdamW).")] = None,
+    pretrained: Annotated[bool | None, typer.Option("--pretrained/--no-pretrained", help="timm only: start from the hub's pretrained weights.")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", help="timm only: 1 or 3 input channels (default: 1 for digits, else 3).")] = None,
+    holdout: Annotated[float | None, typer.Option("--holdout", help="timm only: held-out fraction when the dataset has no test split (default 0.1).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="timm only: at most N training images (seeded subset).")] = None,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip", help="timm only: random horizontal flips (the paper's natural-image recipe).")] = None,
+    fpa_p: Annotated[float | None, typer.Option("--fpa-p", help="FPA: probability that a mini-batch is perturbed (0.5).")] = None,
+    fpa_p1_max: Annotated[float | None, typer.Option("--fpa-p1-max", help="FPA: p1 ~ U(0, p1_max), per-pixel zeroing (0.25; ImageNet 0.3).")] = None,
+    fpa_p2: Annotated[float | None, typer.Option("--fpa-p2", help="FPA: per-pixel probability of a zero square (0.1; ImageNet 0.01).")] = None,
+    fpa_s_max: Annotated[int | None, typer.Option("--fpa-s-max", help="FPA: largest square side (3; ImageNet 10).")] = None,
+    rectangle_p: Annotated[float | None, typer.Option("--rectangle-p", help="Rectangle: probability that an image is erased (0.5).")] = None,
+    pgd_epsilon: Annotated[float | None, typer.Option("--pgd-epsilon", help="PGD: L∞ radius in pixel units (0.1).")] = None,
+    pgd_steps: Annotated[int | None, typer.Option("--pgd-steps", help="PGD: steps (5; step size 2.5·ε/steps).")] = None,
+    pgd_clean_weight: Annotated[float | None, typer.Option("--pgd-clean-weight", help="PGD: weight of the clean loss (0.5; 0 = pure adversarial).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even when the model is in the cache (replaces it).")] = False,
+) -> None:
+    """Train models with FPA / Rectangle augmentation or PGD adversarial training; cached."""
+    import time
+
+    from .training import build_adversarial, build_augmentation
+    from .training.train import _toml, digits_model_params, make_config, train_classifier
+
+    chosen = augmentation or ["none"]
+    unknown = [a for a in chosen if a not in (*_TRAIN_AUGMENTATIONS, "all")]
+    if unknown:
+        raise typer.BadParameter(
+            f"{unknown[0]!r} is not one of none, fpa, rectangle, all", param_hint="--augmentation"
+        )
+    if adversarial not in ("none", "pgd"):
+        raise typer.BadParameter(f"{adversarial!r} is not one of none, pgd", param_hint="--adversarial")
+    runs = list(_TRAIN_AUGMENTATIONS) if "all" in chosen else list(dict.fromkeys(chosen))
+    method = {
+        "fpa_p": fpa_p, "fpa_p1_max": fpa_p1_max, "fpa_p2": fpa_p2, "fpa_s_max": fpa_s_max,
+        "rectangle_p": rectangle_p, "pgd_epsilon": pgd_epsilon, "pgd_steps": pgd_steps,
+        "pgd_clean_weight": pgd_clean_weight,
+    }
+    owner = {"fpa_": "fpa", "rectangle_": "rectangle"}
+    for key, value in method.items():
+        if value is None:
+            continue
+        needed = "pgd" if key.startswith("pgd_") else next(m for p, m in owner.items() if key.startswith(p))
+        active = adversarial == "pgd" if needed == "pgd" else needed in runs
+        if not active:
+            flag = "--adversarial pgd" if needed == "pgd" else f"--augmentation {needed}"
+            raise XaibenchError(f"--{key.replace('_', '-')} applies only with {flag}")
+
+    def applies(key: str, run: str) -> bool:
+        return key.startswith("pgd_") or key.startswith(f"{run}_")
+
+    timm_only = {
+        "--batch-size": batch_size, "--lr": lr, "--optimizer": optimizer, "--pretrained": pretrained,
+        "--channels": channels, "--holdout": holdout, "--limit": limit, "--hflip": hflip,
+        "--dataset-param": dataset_param or None, "--data": data,
+    }
+    if model == "digits_cnn":
+        given = [flag for flag, value in timm_only.items() if value is not None]
+        if given:
+            raise XaibenchError(f"{', '.join(given)} apply to timm architectures, not to digits_cnn")
+        if dataset != "digits":
+            raise XaibenchError(f"digits_cnn trains on the 'digits' dataset only, not {dataset!r}")
+        if device not in ("auto", "cpu"):
+            console.print(f"[yellow]note[/yellow]: digits_cnn trains on the CPU (one thread); --device {device} is ignored")
+    elif width is not None:
+        raise XaibenchError("--width applies to digits_cnn only")
+    if epochs is not None and epochs < 1:
+        raise XaibenchError(f"--epochs must be ≥ 1, got {epochs}")
+
+    extra = {
+        "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "pretrained": pretrained,
+        "channels": channels, "holdout": holdout, "limit": limit, "hflip": hflip,
+    }
+    extra = {k: v for k, v in extra.items() if v is not None}
+    dataset_params = _parse_dataset_params(dataset_param or [])
+    if data is not None:
+        dataset_params["root"] = data
+    # Every run's values are checked before the first one trains.
+    for run in runs:
+        params = {k: v for k, v in method.items() if v is not None and applies(k, run)}
+        build_augmentation(run, **{k: v for k, v in params.items() if not k.startswith("pgd_")})
+        build_adversarial(adversarial, **{k: v for k, v in params.items() if k.startswith("pgd_")})
+        if model != "digits_cnn":
+            make_config(
+                model, dataset, dataset_params=dataset_params, augmentation=run,
+                adversarial=adversarial, epochs=epochs, seed=seed, img_size=img_size, **extra, **params,
+            )
+
+    for run in runs:
+        params = {k: v for k, v in method.items() if v is not None and applies(k, run)}
+        started = time.perf_counter()
+        if model == "digits_cnn":
+            name, factory_params = digits_model_params(
+                augmentation=run, adversarial=adversarial, epochs=epochs, seed=seed,
+                img_size=img_size, width=width, **params,
+            )
+            with console.status(f"training {name}…"):
+                classifier = registry.models.get(name)(**factory_params)
+                if force and classifier.training_info["cached"]:
+                    cached_path = Path(classifier.training_info["cache_path"])
+                    cached_path.with_suffix(".json").unlink(missing_ok=True)
+                    cached_path.unlink(missing_ok=True)
+                    classifier = registry.models.get(name)(**factory_params)
+            info = classifier.training_info
+            entry = "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in {"name": name, **factory_params}.items()) + "}"
+        else:
+
+            def report(epoch: int, total: int, loss: float) -> None:
+                console.print(f"  epoch {epoch}/{total}: last batch loss {loss:.3f}", highlight=False)
+
+            console.print(f"[bold]{model}[/bold] on {dataset}, augmentation {run}, adversarial {adversarial}")
+            result = train_classifier(
+                model, dataset, dataset_params=dataset_params, augmentation=run,
+                adversarial=adversarial, epochs=epochs, seed=seed, device=device, img_size=img_size,
+                force=force, progress=report, **extra, **params,
+            )
+            info, entry, name = result.info, result.info["suite_entry"], "trained"
+        seconds = time.perf_counter() - started
+        state = (
+            "[green]already trained[/green] (cache hit)" if info.get("cached")
+            else f"trained in {info.get('train_seconds')} s"
+        )
+        console.print(f"[cyan]{name}[/cyan] ({run}, adversarial {adversarial}): {state}")
+        lines = [
+            f"  suite model:   {entry}",
+            f"  test accuracy: {info['test_accuracy']:.4f}",
+        ]
+        if "pgd_test_accuracy" in info:
+            lines.append(f"  PGD accuracy:  {info['pgd_test_accuracy']:.4f} (test split, the training attack)")
+        lines += [
+            f"  train seconds: {info.get('train_seconds')} (this command: {seconds:.1f} s)",
+            f"  cache:         {info['cache_path']}",
+        ]
+        for line in lines:
+            console.print(line, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def test_models_side_by_side_puts_each_models_mean_in_its_column_with_its_accura
     assert rows["IG · A_sum"]["model:plain"].estimate.mean == pytest.approx(0.2)
     assert rows["IG · A_sum"]["model:fpa"].estimate.mean == pytest.approx(0.7)
     assert rows["VG · A_abs"]["model:fpa"].estimate.low == pytest.approx(0.1)  # no spread, no width
-    assert "0.990" in table.notes[0]
+    assert "plain 0.990" in table.caption and not table.notes
     assert "| IG · A_sum |" in table_markdown(table)
 
 
@@ -101,7 +101,7 @@ def test_sensitivity_table_averages_ssim_over_values_and_spreads_over_the_sweep(
     for model, d in (("regular", 0.2), ("robust", 0.05)):
         values = np.array([0.5, 0.5 + d, 0.5 + 2 * d])
         assert row[f"spread:deletion:{model}"].sort == pytest.approx(values.std() / values.mean())
-    assert any("regular" in note and "robust" in note for note in table.notes)
+    assert "Mean SSIM to the reference over all 1 parameters: regular 0.700, robust 0.925" in table.caption
 
 
 def _ablation_frame() -> pd.DataFrame:

@@ -32,10 +32,10 @@ from .faithfulness_helpers import (
 quantus = pytest.importorskip("quantus")
 
 
-def _pixel_flipping(model, x, y, a_rank, features_in_step, *, softmax, perturb_func=None):  # type: ignore[no-untyped-def]
+def _pixel_flipping(model, x, y, a_rank, features_in_step, *, softmax, perturb_func=None, baseline=0.0):  # type: ignore[no-untyped-def]
     metric = quantus.PixelFlipping(
         features_in_step=features_in_step,
-        perturb_baseline=0.0,
+        perturb_baseline=baseline,
         perturb_func=perturb_func,
         abs=False,
         normalise=False,
@@ -142,9 +142,10 @@ def test_insertion_equals_quantus_with_insert_closure(setup, monkeypatch, canvas
 
 
 @pytest.mark.parametrize(
-    "reduction,multiplies", [("abs", False), ("signed", False), ("signed", True), ("sum", False)]
+    "reduction,multiplies,value",
+    [("abs", False, 0.0), ("signed", False, 0.0), ("signed", True, 0.0), ("sum", False, 0.0), ("abs", False, 0.5)],
 )
-def test_mif_lif_equal_quantus_logit_curves(monkeypatch, reduction: str, multiplies: bool) -> None:  # type: ignore[no-untyped-def]
+def test_mif_lif_equal_quantus_logit_curves(monkeypatch, reduction: str, multiplies: bool, value: float) -> None:  # type: ignore[no-untyped-def]
     """MIF/LIF = Quantus PixelFlipping(softmax=False) on rank_transform(s) and rank_transform(−s).
 
     20×20 images with S = 20: 20 pixels per fraction, so Quantus's fixed step fits. Curves
@@ -162,9 +163,12 @@ def test_mif_lif_equal_quantus_logit_curves(monkeypatch, reduction: str, multipl
     scores = reduce_np(a.numpy(), x.numpy(), reduction, multiplies)
     curves = {}
     for name, s in (("mif", scores), ("lif", -scores)):
-        raw = _pixel_flipping(ForwardModule(model), x.numpy(), y.numpy(), rank_transform(s, (20, 20)), 3 * 20, softmax=False)
+        raw = _pixel_flipping(
+            ForwardModule(model), x.numpy(), y.numpy(), rank_transform(s, (20, 20)), 3 * 20, softmax=False,
+            baseline=value,
+        )
         curves[name] = np.concatenate([l0, raw], axis=1) / l0
-    result = MifLifArea(reduction=reduction).evaluate(
+    result = MifLifArea(reduction=reduction, value=value).evaluate(
         CountingForward(model), x, a, y, seeds=[0] * 4, chunk_size=5, multiplies_by_inputs=multiplies
     )
     for name in ("mif", "lif"):

@@ -83,7 +83,7 @@ def test_registered_with_directions_and_params() -> None:
         "steps": 224, "reduction": "abs", "canvas": "blur", "protocol": "default"}
     assert {p.name: p.default for p in metrics.params("infidelity")} == {
         "n_perturb_samples": 32, "sigma": 0.01, "normalize": True}
-    assert {p.name: p.default for p in metrics.params("mif_lif_area")} == {"fractions": 20, "reduction": "abs"}
+    assert {p.name: p.default for p in metrics.params("mif_lif_area")} == {"fractions": 20, "reduction": "abs", "value": 0.0}
     assert metrics.resolve("infd") == "infidelity"
 
 

@@ -101,22 +101,20 @@ def model_comparison_tables(suite: Any, *, seed: int, resamples: int) -> list[Ta
             images = max((f[1] for f in found if f), default=0)
             row["images"] = Cell(str(images), sort=images)
             rows.append(row)
-    notes = []
-    if accuracies:
-        notes.append(
-            "Model accuracies are each model's own held-out (test-split) accuracy, recorded when it was trained: "
-            + ", ".join(f"{m} {a:.3f}" for m, a in accuracies.items())
-        )
+    accuracy_text = (
+        " Accuracies are each model's own held-out (test-split) accuracy, recorded when it was "
+        "trained: " + ", ".join(f"{m} {a:.3f}" for m, a in accuracies.items()) + "."
+        if accuracies else ""
+    )
     return [Table(
         id="models-side-by-side",
         title="Models side by side",
         caption=(
             "Faithfulness of the clean explanations with one column per model (the FPA paper's "
-            "Table 1 layout): means over images with 95 % bootstrap intervals."
+            "Table 1 layout): means over images with 95 % bootstrap intervals." + accuracy_text
         ),
         columns=columns,
         rows=rows,
-        notes=notes,
     )]
 
 
@@ -133,6 +131,33 @@ def _value_text(value: Any) -> str:
     except (TypeError, ValueError):
         return str(value)
     return decoded if isinstance(decoded, str) else f"{decoded:g}" if isinstance(decoded, int | float) else str(decoded)
+
+
+def _sorted_values(values: pd.Series) -> list[Any]:
+    """Distinct JSON values, numerically sorted when they are all numbers."""
+    distinct = [v for v in dict.fromkeys(values) if isinstance(v, str)]
+    try:
+        decoded = [json.loads(v) for v in distinct]
+    except ValueError:
+        return distinct
+    if all(isinstance(d, int | float) and not isinstance(d, bool) for d in decoded):
+        return [v for _, v in sorted(zip(decoded, distinct, strict=True))]
+    return distinct
+
+
+def _declared_default(group: pd.DataFrame, param: str) -> str:
+    """The explainer's declared default for ``param`` (the suite seed for ``seed``)."""
+    if param == "seed":
+        return "the suite seed"
+    from .. import registry
+
+    name = group["explainer_name"].dropna().iloc[0] if "explainer_name" in group.columns and group["explainer_name"].notna().any() else None
+    try:
+        declared = {p.name: p.default for p in registry.explainers.params(str(name))} if name else {}
+    except Exception:
+        declared = {}
+    value = declared.get(param)
+    return f"{value:g}" if isinstance(value, float) else str(value) if value is not None else "default"
 
 
 def relative_spread(scores: pd.DataFrame) -> tuple[float, Estimate]:
@@ -191,8 +216,8 @@ def sensitivity_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
             "param": _text_cell(str(param)),
         }
         reference = json.loads(group["reference_params"].iloc[0]) if "reference_params" in group.columns else {}
-        values = [_value_text(v) for v in dict.fromkeys(group["value"])]
-        ref_value = reference.get(str(param), "the suite seed" if param == "seed" else "default")
+        values = [_value_text(v) for v in _sorted_values(group["value"])]
+        ref_value = reference.get(str(param), _declared_default(group, str(param)))
         row["values"] = _text_cell(", ".join(values) + f" ({ref_value})")
         images = 0
         for model in models:
@@ -226,7 +251,7 @@ def sensitivity_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
         rows.append(row)
     if not rows:
         return []
-    notes = []
+    notes: list[str] = []
     if len(models) >= 2:
         base, other = models[0], models[1]
         if summary_ssim[base] and summary_ssim[other]:
@@ -239,7 +264,7 @@ def sensitivity_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
             if a and b and np.mean(b) > 0:
                 notes.append(
                     f"Mean {METRIC_TITLES.get(metric, metric)} spread: {base} {np.mean(a):.3f}, "
-                    f"{other} {np.mean(b):.3f} ({np.mean(a) / np.mean(b):.2f}× the second model's)."
+                    f"{other} {np.mean(b):.3f} ({base} / {other} = {np.mean(a) / np.mean(b):.2f}×)."
                 )
     return [Table(
         id="sensitivity",
@@ -248,11 +273,10 @@ def sensitivity_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
             "Each hyperparameter varied on its own around the reference setting: SSIM between "
             "each setting's heatmap (Σ_c |a_c| scaled to [0, 1]) and the reference heatmap, "
             "with a 95 % bootstrap interval over images, and the spread of each faithfulness "
-            "score across the sweep (lower = more consistent)."
-        ),
+            "score across the sweep (lower = more consistent). " + " ".join(notes)
+        ).strip(),
         columns=columns,
         rows=rows,
-        notes=notes,
     )]
 
 

@@ -344,17 +344,24 @@ class MifLifArea(FaithfulnessMetric):
 
     When the unperturbed target logit is ≤ 0 the normalisation flips or explodes the curves
     and the area's sign means nothing: that image's score is NaN (its curves are returned).
+
+    ``value`` is what a masked pixel becomes, in pixel space (default 0, the spec). The FPA
+    paper masks with 0 *in the network's normalised space*: for a model normalised with
+    mean 0.5 / std 0.5 (inputs in [−1, 1]) that is ``value = 0.5`` (mid-grey).
     """
 
     name = "mif_lif_area"
     higher_is_better = True
 
-    def __init__(self, fractions: int = 20, reduction: str = "abs") -> None:
+    def __init__(self, fractions: int = 20, reduction: str = "abs", value: float = 0.0) -> None:
         self.fractions = check_positive_int(self.name, "fractions", fractions)
         self.reduction = check_reduction(self.name, reduction)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(f"{self.name}: value must be a number in [0, 1] (pixel space), got {value!r}")
+        self.value = float(value)
 
     def describe(self) -> dict[str, Any]:
-        return {"metric": self.name, "fractions": self.fractions, "reduction": self.reduction}
+        return {"metric": self.name, "fractions": self.fractions, "reduction": self.reduction, "value": self.value}
 
     def evaluate(
         self,
@@ -393,7 +400,7 @@ class MifLifArea(FaithfulnessMetric):
         values = masked_outputs(
             forward,
             x01,
-            torch.zeros_like(x01),
+            torch.full_like(x01, self.value),
             ranks,
             image,
             rank_row,

@@ -225,8 +225,14 @@ def build_timm_classifier(
     pretrained: bool = True,
     img_size: int | None = None,
     num_classes: int | None = None,
+    in_chans: int | None = None,
 ) -> Classifier:
-    """Build ``arch`` with timm and wrap it; ``name`` is the name results record."""
+    """Build ``arch`` with timm and wrap it; ``name`` is the name results record.
+
+    ``in_chans`` (e.g. 1 for grayscale data) is passed to timm, which adapts pretrained
+    first-layer weights by summing over the RGB filters; the normalisation then uses the
+    mean of the RGB means and stds for every channel.
+    """
     import timm
 
     name = name or arch
@@ -237,6 +243,8 @@ def build_timm_classifier(
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
+    if in_chans is not None:
+        kwargs["in_chans"] = int(in_chans)
     if img_size is not None and cfg_dict.get("fixed_input_size"):
         # Fixed-size models (ViTs) build their position embedding for img_size; timm
         # resamples pretrained embeddings to it. Size-agnostic CNNs take any size as is.
@@ -264,14 +272,20 @@ def build_timm_classifier(
     channels, height, width = data_cfg.get("input_size", (3, 224, 224))
     if img_size is not None:
         height = width = int(img_size)
+    mean = tuple(data_cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(data_cfg.get("std", (0.229, 0.224, 0.225)))
+    if in_chans is not None and int(in_chans) != len(mean):
+        channels = int(in_chans)
+        mean = (sum(mean) / len(mean),) * channels
+        std = (sum(std) / len(std),) * channels
     classes = int(network.num_classes)
     return Classifier(
         network,
         name=name,
         num_classes=classes,
         input_size=(height, width),
-        mean=tuple(data_cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(data_cfg.get("std", (0.229, 0.224, 0.225))),
+        mean=mean,
+        std=std,
         in_channels=int(channels),
         class_names=_class_names(network, classes),
         pretrained_source=source,
