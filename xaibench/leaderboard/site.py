@@ -184,6 +184,10 @@ def _figures(suite: SuiteResults, assets: Path, *, seed: int, resamples: int) ->
     faithfulness = suite.faithfulness
     if not faithfulness.empty and "curve" in faithfulness.columns:
         explainers = _order(faithfulness, "explainer")
+        if not sensitivity.empty and {"param", "explainer"} <= set(sensitivity.columns):
+            # A sweep's variants would bury the curves (dozens of lines): draw the references.
+            variants = set(sensitivity.loc[sensitivity["param"].notna(), "explainer"].astype(str))
+            explainers = [e for e in explainers if e not in variants]
         for model in _order(faithfulness, "model"):
             keep(
                 fig_mod.curve_figure(faithfulness, model, explainers), "curves", model,
