@@ -166,6 +166,7 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results folder writ
 
 def _print_summaries(results_dir: Path, suite: str | None) -> bool:
     """Print the robustness and faithfulness summaries that exist; False if there are none."""
+    from .leaderboard.load import restore_labels
     from .runner.results import has_table, read_results
     from .runner.summary import (
         render_faithfulness,
@@ -176,12 +177,12 @@ def _print_summaries(results_dir: Path, suite: str | None) -> bool:
 
     printed = False
     if has_table(results_dir, "robustness"):
-        frame = read_results(results_dir, suite, table="robustness")
+        frame = restore_labels(results_dir, read_results(results_dir, suite, table="robustness"))
         console.print(f"{len(frame)} robustness rows in {results_dir}")
         render_summary(summarize(frame), console, title="Robustness: mean ± std over rows")
         printed = True
     if has_table(results_dir, "faithfulness"):
-        frame = read_results(results_dir, suite, table="faithfulness")
+        frame = restore_labels(results_dir, read_results(results_dir, suite, table="faithfulness"))
         console.print(f"{len(frame)} faithfulness rows in {results_dir}")
         render_faithfulness(summarize_faithfulness(frame), console, title="Faithfulness: mean ± std, rank per metric")
         printed = True

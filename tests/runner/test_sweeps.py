@@ -161,3 +161,14 @@ def test_bad_sweeps_and_filters_are_config_errors(tmp_path: Path, body: str, wor
         load_suite(write(tmp_path, head + body))
     for word in words:
         assert word in str(error.value)
+
+
+def test_the_printed_summary_shows_the_suites_own_labels(swept) -> None:
+    from typer.testing import CliRunner
+
+    from xaibench.cli import app
+
+    out, _ = swept
+    result = CliRunner().invoke(app, ["show", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "SG stdevs=0.05" in result.output and "SG_stdevs_0.05" not in result.output

@@ -120,6 +120,12 @@ def _restore_labels(frame: pd.DataFrame, maps: dict[str, dict[str, str]]) -> pd.
     return frame
 
 
+def restore_labels(folder: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (rows read from ``folder``) with the suite's own model/explainer labels in
+    place of their folder-safe forms (``SG stdevs=0.05`` for ``SG_stdevs_0.05``)."""
+    return _restore_labels(frame, _label_maps(_manifests(Path(folder))))
+
+
 def _first_value(frame: pd.DataFrame, column: str) -> Any:
     if column not in frame.columns or frame.empty:
         return None
