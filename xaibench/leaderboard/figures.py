@@ -238,8 +238,16 @@ def curve_figure(faithfulness: pd.DataFrame, model: str, explainers: Sequence[st
                             label=f"{explainer} ({name})" if two_curves else str(explainer))
             if c == 0:
                 ax.set_ylabel("model output")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(frameon=False)
+        # One legend under the panels: inside them, a dozen entries would cover the curves.
+        entries: dict[str, Any] = {}
+        for ax in axes[0]:
+            for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+                entries.setdefault(text, handle)
+        if entries:
+            fig.legend(
+                list(entries.values()), list(entries), loc="outside lower center",
+                ncols=min(4, len(entries)), frameon=False,
+            )
         fig.suptitle(f"{model}: mean faithfulness curves (clean explanations)")
     return fig
 
