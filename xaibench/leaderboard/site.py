@@ -89,13 +89,16 @@ def build_leaderboard(
     dirs: list[str | Path], *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES
 ) -> Leaderboard:
     """Read the results folders and compute every overview table."""
-    from .studies import study_tables
+    from .studies import ablation_tables, model_comparison_tables, sensitivity_tables
 
     suites = load_results(dirs)
+    # A study's own table comes before the long per-explainer tables it summarises.
     tables = {
         suite.name: robustness_tables(suite, seed=seed, resamples=resamples)
+        + sensitivity_tables(suite, seed=seed, resamples=resamples)
+        + model_comparison_tables(suite, seed=seed, resamples=resamples)
         + faithfulness_tables(suite, seed=seed, resamples=resamples)
-        + study_tables(suite, seed=seed, resamples=resamples)
+        + ablation_tables(suite, seed=seed, resamples=resamples)
         for suite in suites
     }
     return Leaderboard(suites=suites, tables=tables, seed=seed, resamples=resamples)

@@ -415,11 +415,3 @@ def ablation_tables(suite: Any, *, seed: int, resamples: int, metric: str = "exp
                 rows=rows,
             ))
     return tables
-
-
-def study_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
-    return (
-        model_comparison_tables(suite, seed=seed, resamples=resamples)
-        + sensitivity_tables(suite, seed=seed, resamples=resamples)
-        + ablation_tables(suite, seed=seed, resamples=resamples)
-    )
