@@ -172,3 +172,26 @@ def test_the_printed_summary_shows_the_suites_own_labels(swept) -> None:
     result = CliRunner().invoke(app, ["show", str(out)])
     assert result.exit_code == 0, result.output
     assert "SG stdevs=0.05" in result.output and "SG_stdevs_0.05" not in result.output
+
+
+def test_reusing_the_reference_units_explanations_gives_the_recomputed_values(swept, tmp_path: Path) -> None:
+    out, suite = swept
+    plan = build_plan(suite, tmp_path / "recomputed")
+    plan.references.max_bytes = 0  # nothing kept: every variant unit recomputes its reference
+    run_plan(plan)
+    keys = ["model", "explainer", "image_id"]
+    reused = read_results(out, "sweep", table="sensitivity").sort_values(keys).reset_index(drop=True)
+    recomputed = read_results(tmp_path / "recomputed", "sweep", table="sensitivity").sort_values(keys).reset_index(drop=True)
+    for column in ("ssim_to_reference", "rank_correlation_to_reference"):
+        np.testing.assert_array_equal(reused[column].to_numpy(), recomputed[column].to_numpy())
+
+
+def test_the_reference_cache_is_bounded_and_keeps_the_newest() -> None:
+    from xaibench.runner.engine import ReferenceExplanations
+
+    cache = ReferenceExplanations(max_bytes=2 * 4 * 10)  # two 10-float tensors
+    for name in ("a", "b", "c"):
+        cache.put(name, torch.full((10,), float(ord(name))))
+    assert cache.get("a") is None and cache.get("b") is not None and cache.get("c") is not None
+    cache.put("huge", torch.zeros(100))
+    assert cache.get("huge") is None and cache.get("c") is not None

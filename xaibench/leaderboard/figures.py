@@ -27,7 +27,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from .aggregate import METRIC_TITLES, Estimate, attack_title  # noqa: E402
+from .aggregate import METRIC_TITLES, Estimate, attack_title, bootstrap_mean  # noqa: E402
 
 STYLE = {
     # Names from suites and plugins are data, never TeX: "$x$" must stay "$x$".
@@ -292,8 +292,6 @@ def colormap_css(name: str = "inferno", stops: int = 6) -> str:
 
 
 def _bootstrap(values: np.ndarray, key: str) -> Estimate:
-    from .aggregate import bootstrap_mean
-
     return bootstrap_mean(values, key=key, resamples=500)
 
 

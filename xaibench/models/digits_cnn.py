@@ -30,7 +30,12 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import models
-from ..training.adversarial import PGD, accuracy_under_attack, build_adversarial
+from ..training.adversarial import (
+    PGD,
+    accuracy_under_attack,
+    build_adversarial,
+    check_method_params,
+)
 from ..training.augment import FPA_CIFAR10, FeaturePerturbation, RandomRectangle, build_augmentation
 from ..types import Classifier
 from .cache import atomic_write_bytes, cache_dir
@@ -132,19 +137,7 @@ class DigitsTraining:
             raise ConfigError(
                 f"digits_cnn: mask_value={self.mask_value!r} applies only with augmentation 'fpa' or 'rectangle'"
             )
-        defaults = DigitsTraining.__dataclass_fields__
-        owners = {"fpa_": "fpa", "rectangle_": "rectangle", "pgd_": "pgd"}
-        for field_name, spec in defaults.items():
-            for prefix, method in owners.items():
-                if not field_name.startswith(prefix) or getattr(self, field_name) == spec.default:
-                    continue
-                active = self.adversarial if method == "pgd" else self.augmentation
-                if active != method:
-                    key = "adversarial" if method == "pgd" else "augmentation"
-                    raise ConfigError(
-                        f"digits_cnn: {field_name}={getattr(self, field_name)!r} applies only with "
-                        f"{key}={method!r} (got {key}={active!r})"
-                    )
+        check_method_params(self, owner="digits_cnn: ")
         self.augmenter()  # validates the augmentation name and its parameters
         self.attack()
 
@@ -295,11 +288,7 @@ def _train(
             if attack is None:
                 loss = F.cross_entropy(classifier(images), targets)
             else:
-                # The network has no batch norm or dropout: train mode does not change the attack.
-                adversarial = attack.attack(classifier, images, targets, attack_generator)
-                loss = (1 - attack.clean_weight) * F.cross_entropy(classifier(adversarial), targets)
-                if attack.clean_weight > 0:
-                    loss = loss + attack.clean_weight * F.cross_entropy(classifier(images), targets)
+                loss = attack.training_loss(classifier, images, targets, attack_generator)
             loss.backward()
             optimizer.step()
     classifier.eval()

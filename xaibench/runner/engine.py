@@ -17,6 +17,7 @@ import subprocess
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,6 +147,33 @@ class ModelSetup:
     pool_batch: ImagePool | None = None
 
 
+class ReferenceExplanations:
+    """The reference setting's explanations of each sweep, per model and image chunk, kept so
+    the units of its variants (which run after it, on the same chunks) do not recompute them.
+
+    Bounded in bytes, oldest out first; a miss (another process, a resumed run, an evicted
+    entry) just recomputes, with the same values.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str) -> Tensor | None:
+        return self._items.get(key)
+
+    def put(self, key: str, attributions: Tensor) -> None:
+        size = attributions.element_size() * attributions.nelement()
+        if key in self._items or size > self.max_bytes:
+            return
+        self._items[key] = attributions.detach()
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.element_size() * old.nelement()
+
+
 @dataclass
 class Plan:
     suite: Suite
@@ -157,6 +185,7 @@ class Plan:
     metrics: list[Any]
     chunk_sizes: ChunkSizes
     notes: list[str] = field(default_factory=list)
+    references: ReferenceExplanations = field(default_factory=ReferenceExplanations)
 
 
 def _explainer_params(spec: PluginSpec, seed: int) -> dict[str, Any]:
@@ -646,24 +675,33 @@ def _sensitivity_rows(
 ) -> dict[str, list[Any]]:
     """One row per image of a swept explainer: its heatmap against the sweep's reference
     setting (SSIM of ``sensitivity_heatmap``s, Spearman correlation of the raw attributions),
-    the reference computed here for the same images and target classes."""
+    the reference taken from the reference unit of the same images (``plan.references``) or,
+    when that ran elsewhere, computed here for the same images and target classes."""
     from ..metrics.robustness import RankCorrelation
     from ..metrics.ssim import ssim
 
     sweep = unit.explainer.sweep
     assert sweep is not None
     count = len(batch)
+    reference_spec = PluginSpec("explainers", unit.explainer.name, dict(sweep["reference"]), sweep["sweep"])
+    params = _explainer_params(reference_spec, plan.suite.seed)
+    key = json.dumps(
+        [unit.model.key(), unit.explainer.name, params, plan.suite.precision, list(batch.ids), predicted.tolist()],
+        sort_keys=True, default=str,
+    )
     if sweep["param"] is None:
         reference = clean
+        plan.references.put(key, clean)
+    elif (cached := plan.references.get(key)) is not None:
+        reference = cached
     else:
-        reference_spec = PluginSpec("explainers", unit.explainer.name, dict(sweep["reference"]), sweep["sweep"])
-        params = _explainer_params(reference_spec, plan.suite.seed)
         explainer = registry.explainers.get(unit.explainer.name)(setup.classifier, **params)
         access = ModelAccess(
             setup.classifier, explainer, plan.device, plan.chunk_sizes,
             model_label=unit.model.label, explainer_label=sweep["sweep"], precision=plan.suite.precision,
         )
         reference = access.explain(batch.pixels, predicted)
+        plan.references.put(key, reference)
     similarity = ssim(sensitivity_heatmap(reference), sensitivity_heatmap(clean))
     correlation = RankCorrelation()(expl_original=reference, expl_corrupted=clean)
     return {

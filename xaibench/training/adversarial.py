@@ -87,6 +87,39 @@ class PGD:
         return adv.detach()
 
 
+    def training_loss(
+        self, model: nn.Module, x: Tensor, labels: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The adversarial-training loss of a mini-batch: ``(1 − w)·CE(adversarial) + w·CE(clean)``
+        with ``w = clean_weight``. The examples are made in eval mode (batch norm must not
+        learn from them) and the model is put back in the mode it was in."""
+        was_training = model.training
+        model.eval()
+        adversarial = self.attack(model, x, labels, generator)
+        model.train(was_training)
+        loss = (1 - self.clean_weight) * F.cross_entropy(model(adversarial), labels)
+        if self.clean_weight > 0:
+            loss = loss + self.clean_weight * F.cross_entropy(model(x), labels)
+        return loss
+
+
+def check_method_params(config: object, *, owner: str = "") -> None:
+    """Reject a method's parameter (``fpa_*``, ``rectangle_*``, ``pgd_*`` fields of a dataclass)
+    set away from its default while its method is off: it would silently do nothing."""
+    import dataclasses
+
+    owners = {"fpa_": ("augmentation", "fpa"), "rectangle_": ("augmentation", "rectangle"),
+              "pgd_": ("adversarial", "pgd")}
+    for spec in dataclasses.fields(config):  # type: ignore[arg-type]
+        for prefix, (key, method) in owners.items():
+            value = getattr(config, spec.name)
+            if spec.name.startswith(prefix) and value != spec.default and getattr(config, key) != method:
+                raise ConfigError(
+                    f"{owner}{spec.name}={value!r} applies only with {key}={method!r} "
+                    f"(got {key}={getattr(config, key)!r})"
+                )
+
+
 @torch.no_grad()
 def accuracy_under_attack(
     model: nn.Module, pixels: Tensor, labels: Tensor, attack: PGD, *, seed: int = 0,

@@ -39,7 +39,7 @@ from ..errors import ConfigError, XaibenchError
 from ..registry import datasets as dataset_registry
 from ..registry import models
 from ..types import UNKNOWN_LABEL, Classifier
-from .adversarial import ADVERSARIAL, PGD, build_adversarial
+from .adversarial import ADVERSARIAL, PGD, build_adversarial, check_method_params
 from .augment import AUGMENTATIONS, FPA_CIFAR10, build_augmentation
 
 #: Bump when the training loop changes so stale cached weights are not reused.
@@ -106,7 +106,7 @@ class TrainConfig:
             )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        self._check_method_params()
+        check_method_params(self)
         if not timm.is_model(self.arch):
             from ..models.timm_models import _unknown_arch
 
@@ -144,18 +144,6 @@ class TrainConfig:
             augmenter.check_size(resolved.img_size, resolved.img_size)
         resolved.attack()
         return resolved
-
-    def _check_method_params(self) -> None:
-        owners = {"fpa_": ("augmentation", "fpa"), "rectangle_": ("augmentation", "rectangle"),
-                  "pgd_": ("adversarial", "pgd")}
-        for spec in dataclasses.fields(self):
-            for prefix, (key, method) in owners.items():
-                value = getattr(self, spec.name)
-                if spec.name.startswith(prefix) and value != spec.default and getattr(self, key) != method:
-                    raise ConfigError(
-                        f"{spec.name}={value!r} applies only with {key}={method!r} "
-                        f"(got {key}={getattr(self, key)!r})"
-                    )
 
     def augmenter(self) -> Any:
         return build_augmentation(
@@ -375,14 +363,9 @@ def _fit(config: TrainConfig, device: torch.device, progress: Any = None) -> tup
             if attack is None:
                 loss = F.cross_entropy(classifier(images), targets)
             else:
-                classifier.eval()
                 # A CPU generator serves a CUDA model too: the random start is drawn on the
                 # CPU and moved, so the stream is the same on every device.
-                adversarial = attack.attack(classifier, images, targets, attack_generator)
-                classifier.train()
-                loss = (1 - attack.clean_weight) * F.cross_entropy(classifier(adversarial), targets)
-                if attack.clean_weight > 0:
-                    loss = loss + attack.clean_weight * F.cross_entropy(classifier(images), targets)
+                loss = attack.training_loss(classifier, images, targets, attack_generator)
             loss.backward()
             optimizer.step()
             schedule.step()
