@@ -243,7 +243,13 @@ def naive_loop(
                     for j, pool_id in enumerate(pool_batch.ids):
                         if pool_id == image_id:
                             scores[j] = -math.inf
-                    order = torch.sort(scores, descending=True, stable=True).indices
+                    # The paper's rule (the runner's default, attack_image_source = "class"):
+                    # images labelled y_r first, by f_{y_r}; the rest of the pool after them.
+                    labels = pool_batch.labels.tolist()
+                    order = sorted(
+                        range(len(labels)),
+                        key=lambda i: (scores[i] == -math.inf, labels[i] != y_r, -float(scores[i]), i),
+                    )
                     j = int(order[rank])
                     if scores[j] == -math.inf:
                         continue

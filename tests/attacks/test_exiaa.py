@@ -283,12 +283,15 @@ def test_registered_with_the_paper_grid_as_defaults() -> None:
         # The paper's attack: the running-up class's most confident images.
         "source_class_ranks": (1,),
         "first_attack_image": 0,
+        # … taken among the images of that class (the paper's X_{y_r}).
+        "attack_image_source": "class",
     }
     attack = ExIAA()
     assert len(attack.grid()) == 50 and ExIAA.black_box and ExIAA.needs_pool
     assert attack.describe() == {"attack": "exiaa", "alphas": list(defaults["alphas"]),
                                  "topks": list(defaults["topks"]), "n_attack_images": 3,
-                                 "source_class_ranks": [1], "first_attack_image": 0}
+                                 "source_class_ranks": [1], "first_attack_image": 0,
+                                 "attack_image_source": "class"}
 
 
 def test_descending_ranks_break_ties_by_lower_index_and_put_nan_last() -> None:

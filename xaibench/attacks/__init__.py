@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import exiaa, gaussian_noise  # noqa: F401  (registration side effects)
 from .attack_images import (
+    ATTACK_IMAGE_SOURCES,
     AttackImages,
     attack_image_attributions,
     running_up_classes,
@@ -24,6 +25,7 @@ from .injection import (
 )
 
 __all__ = [
+    "ATTACK_IMAGE_SOURCES",
     "PAPER_ALPHAS",
     "PAPER_N_ATTACK_IMAGES",
     "PAPER_TOPKS",

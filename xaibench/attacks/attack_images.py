@@ -4,6 +4,15 @@ Shared by every attack that injects from the running-up class's attack images (`
 and the ``gaussian_noise`` baseline, which uses the same entries). The attack images'
 explanations ``E(x̄, y_r)`` and their entry rankings are cached in ``context.cache`` so the
 second attack of a batch costs no explain call.
+
+Which images are attack images (``attack_image_source``, docs/attacks.md):
+
+* ``"class"`` (the paper: ``x̄ = argmax_{x' ∈ X_{y_r}} f_{y_r}(x')``): the pool images
+  *labelled* with the source class, most confident first; when the pool has fewer usable
+  images of that class than the slots ask for (none at all when the labels are unknown),
+  the remaining slots are filled from the rest of the pool ranked as under ``"pool"``, and
+  those slots are marked as fallbacks (``attack_image_source = "pool"`` on their rows).
+* ``"pool"``: the whole pool ranked by ``f_{y_r}``, whatever the labels.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..types import AttackContext, Oracle
+from ..types import UNKNOWN_LABEL, AttackContext, Oracle
 from .injection import descending_ranks
 
 #: ``context.cache`` keys. The first two map ``(attack image id, running-up class)`` to the
@@ -23,6 +32,11 @@ from .injection import descending_ranks
 CACHE_ATTRIBUTIONS = "attack_image_attributions"
 CACHE_RANKS = "attack_image_ranks"
 CACHE_POOL_PROBS = "pool_probs"
+
+#: Values of the ``attack_image_source`` parameter and row column.
+SOURCE_CLASS = "class"
+SOURCE_POOL = "pool"
+ATTACK_IMAGE_SOURCES = (SOURCE_CLASS, SOURCE_POOL)
 
 
 def running_up_classes(probs: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,10 +66,13 @@ def ranked_class(probs: Tensor, rank: int) -> Tensor:
 class AttackImages:
     """The attack images chosen for a batch of ``B`` originals, ``A`` slots each.
 
-    Slot ``a`` holds the ``(first + a)``-th most confident pool image for the original's
-    source class: the running-up class (``class_rank = 1``, the paper's choice) or the class
-    of another rank. ``valid[b, a]`` is False where the pool had fewer usable images for
-    original ``b`` (its ids are ``None``, pixels zeros); such slots produce no rows.
+    Slot ``a`` holds the ``(first + a)``-th attack image for the original's source class: the
+    running-up class (``class_rank = 1``, the paper's choice) or the class of another rank.
+    ``valid[b, a]`` is False where the pool had fewer usable images for original ``b`` (its
+    ids are ``None``, pixels zeros); such slots produce no rows. ``labels[b, a]`` is the
+    image's dataset label (``UNKNOWN_LABEL`` if unknown); ``from_class[b, a]`` is True where
+    the class rule found an image of the source class, False for the ``"pool"`` rule and for
+    a fallback slot.
     """
 
     original_ids: list[str]
@@ -68,6 +85,9 @@ class AttackImages:
     class_rank: int = 1  # rank of the source class (1 = running-up)
     first: int = 0  # confidence rank of slot 0 (0 = the most confident image)
     true_running_up: Tensor | None = None  # B: the running-up class, whatever class_rank is
+    labels: Tensor | None = None  # B×A: the attack images' labels (UNKNOWN_LABEL if unknown)
+    from_class: Tensor | None = None  # B×A bool: chosen among the images of the source class
+    source: str = SOURCE_CLASS  # the rule: "class" or "pool"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -85,6 +105,25 @@ def pool_probabilities(oracle: Oracle, context: AttackContext) -> Tensor:
     return context.cache[CACHE_POOL_PROBS]
 
 
+def pool_labels(context: AttackContext) -> Tensor:
+    """One label per pool row (``UNKNOWN_LABEL`` where unknown), as a CPU ``long`` tensor.
+
+    ``context.pool_labels``, else an ``ImageBatch`` pool's own labels, else all unknown.
+    """
+    assert context.pool is not None
+    labels = context.pool_labels
+    if labels is None:
+        labels = getattr(context.pool, "labels", None)
+    if labels is None:
+        return torch.full((len(context.pool),), UNKNOWN_LABEL, dtype=torch.long)
+    labels = torch.as_tensor(labels).to("cpu", torch.long).reshape(-1)
+    if labels.numel() != len(context.pool):
+        raise ValueError(
+            f"context.pool_labels has {labels.numel()} labels for a pool of {len(context.pool)} images"
+        )
+    return labels
+
+
 def select_attack_images(
     oracle: Oracle,
     context: AttackContext,
@@ -94,12 +133,21 @@ def select_attack_images(
     attack: str,
     class_rank: int = 1,
     first: int = 0,
+    source: str = SOURCE_CLASS,
 ) -> AttackImages:
-    """Per original: the ``n_attack_images`` pool images with the highest ``f_{y_r}``.
+    """Per original: ``n_attack_images`` attack images for the source class ``y_r``.
+
+    ``source = "class"`` (the paper): the pool images labelled ``y_r`` with the highest
+    ``f_{y_r}``, then — only for slots the class cannot fill (too few usable images of
+    ``y_r``, or unknown labels) — the other pool images with the highest ``f_{y_r}``, marked
+    as fallbacks (``from_class`` False). In other words, the candidates are ordered images
+    of ``y_r`` first, each group by ``f_{y_r}`` descending. ``source = "pool"``: the whole
+    pool by ``f_{y_r}``, whatever the labels (``from_class`` all False).
 
     The original itself (matched by id) is never an attack image. Ties in confidence go to
     the lower pool index. With fewer usable pool images than asked, all of them are used;
-    an original with none raises ``ConfigError``.
+    an original with none raises ``ConfigError``. Labels outside ``[0, K)`` never match a
+    class (so ``UNKNOWN_LABEL`` images are only ever fallbacks).
 
     Ablations (eXIAA paper Fig. 5 and appendix A): ``class_rank`` takes the attack images of
     the class of that rank instead of the running-up class (1); ``first`` skips the ``first``
@@ -112,12 +160,18 @@ def select_attack_images(
         )
     if context.probs.shape[0] != batch:
         raise ValueError(f"{attack}: context.probs has {context.probs.shape[0]} rows for {batch} images")
+    if source not in ATTACK_IMAGE_SOURCES:
+        raise ConfigError(
+            f"{attack}: attack_image_source must be one of {', '.join(map(repr, ATTACK_IMAGE_SOURCES))}, "
+            f"got {source!r}"
+        )
     pool = context.pool
     if pool is None or len(pool) == 0:
         raise ConfigError(
             f"{attack} needs an image pool to take attack images from, and the context has none"
         )
     pool_probs = pool_probabilities(oracle, context)
+    labels = pool_labels(context)
     predicted, true_running_up = running_up_classes(context.probs)
     running_up = true_running_up if class_rank == 1 else ranked_class(context.probs, class_rank).to(predicted.device)
 
@@ -143,9 +197,18 @@ def select_attack_images(
             f"(at most {int(available.max())}); use a larger pool or a smaller first_attack_image"
         )
     slots = min(n_attack_images, int(available.max()) - first)
-    pool_index = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, first : first + slots]
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # B×N, by f_{y_r}
+    if source == SOURCE_CLASS:
+        in_class = (labels.unsqueeze(0) == running_up.cpu().unsqueeze(1)) & ~is_self  # B×N
+        # Images of the source class first, each group still by f_{y_r} (a stable sort).
+        order = order.gather(1, torch.sort((~in_class).gather(1, order).to(torch.uint8), dim=1, stable=True).indices)
+    else:
+        in_class = torch.zeros_like(is_self)
+    pool_index = order[:, first : first + slots]
     valid = torch.arange(first, first + slots).unsqueeze(0) < available.unsqueeze(1)
     pool_index = torch.where(valid, pool_index, 0)
+    from_class = in_class.gather(1, pool_index) & valid
+    chosen_labels = torch.where(valid, labels[pool_index], UNKNOWN_LABEL)
     ids = [
         [pool.ids[i] if ok else None for i, ok in zip(row, keep, strict=True)]
         for row, keep in zip(pool_index.tolist(), valid.tolist(), strict=True)
@@ -163,6 +226,9 @@ def select_attack_images(
         class_rank=class_rank,
         first=first,
         true_running_up=true_running_up.to(x01.device),
+        labels=chosen_labels,
+        from_class=from_class,
+        source=source,
     )
 
 

@@ -14,7 +14,14 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..registry import attacks
 from ..types import Attack, AttackContext, AttackOutput, Oracle
-from .attack_images import AttackImages, attack_image_attributions, select_attack_images
+from .attack_images import (
+    ATTACK_IMAGE_SOURCES,
+    SOURCE_CLASS,
+    SOURCE_POOL,
+    AttackImages,
+    attack_image_attributions,
+    select_attack_images,
+)
 from .injection import (
     PAPER_ALPHAS,
     PAPER_N_ATTACK_IMAGES,
@@ -37,6 +44,8 @@ ROW_COLUMNS = (
     "k_entries",
     "source_class",
     "source_class_rank",
+    "attack_image_label",
+    "attack_image_source",
 )
 
 
@@ -52,6 +61,12 @@ class InjectionGridAttack(Attack):
     running-up class, the paper's attack; 2 = the third most likely class, …); with several,
     each original is attacked from each. ``first_attack_image`` skips the most confident
     attack images (10 with ``n_attack_images = 10``: the images ranked 11th–20th).
+
+    ``attack_image_source`` (``"class"``, the paper, or ``"pool"``) chooses where the attack
+    images come from: the pool images labelled with the source class, or the whole pool
+    ranked by ``f`` of the source class (see :func:`select_attack_images`). Under ``"class"``
+    a slot the class cannot fill falls back to the pool and its rows say so
+    (``attack_image_source = "pool"``); ``attack_image_label`` is the image's label.
     """
 
     black_box = True
@@ -64,6 +79,7 @@ class InjectionGridAttack(Attack):
         n_attack_images: int = PAPER_N_ATTACK_IMAGES,
         source_class_ranks: Sequence[int] = (1,),
         first_attack_image: int = 0,
+        attack_image_source: str = SOURCE_CLASS,
     ) -> None:
         owner = getattr(self, "name", type(self).__name__)
         self.alphas = validate_fractions(alphas, name="alphas", owner=owner, include_one=False)
@@ -77,8 +93,14 @@ class InjectionGridAttack(Attack):
             )
         if isinstance(first_attack_image, bool) or not isinstance(first_attack_image, int) or first_attack_image < 0:
             raise ConfigError(f"{owner}: first_attack_image must be an integer ≥ 0, got {first_attack_image!r}")
+        if attack_image_source not in ATTACK_IMAGE_SOURCES:
+            raise ConfigError(
+                f"{owner}: attack_image_source must be one of "
+                f"{', '.join(map(repr, ATTACK_IMAGE_SOURCES))}, got {attack_image_source!r}"
+            )
         self.source_class_ranks = tuple(ranks)
         self.first_attack_image = int(first_attack_image)
+        self.attack_image_source = attack_image_source
 
     def grid(self) -> list[dict[str, Any]]:
         return [{"alpha": alpha, "topk": topk} for alpha in self.alphas for topk in self.topks]
@@ -91,6 +113,7 @@ class InjectionGridAttack(Attack):
             "n_attack_images": self.n_attack_images,
             "source_class_ranks": list(self.source_class_ranks),
             "first_attack_image": self.first_attack_image,
+            "attack_image_source": self.attack_image_source,
         }
 
     def _sources(
@@ -106,7 +129,7 @@ class InjectionGridAttack(Attack):
         for class_rank in self.source_class_ranks:
             images = select_attack_images(
                 oracle, context, self.n_attack_images, x01, attack=self.name,
-                class_rank=class_rank, first=self.first_attack_image,
+                class_rank=class_rank, first=self.first_attack_image, source=self.attack_image_source,
             )
             attributions, ranks = attack_image_attributions(oracle, context, images)
             n_positive = positive_counts(attributions)  # B×A
@@ -149,6 +172,8 @@ def _assemble(
     source = images.running_up.tolist()
     running_up = (images.true_running_up if images.true_running_up is not None else images.running_up).tolist()
     n_positive_cpu, k_cpu = n_positive.cpu(), k.cpu()
+    labels = images.labels.cpu() if images.labels is not None else torch.full((batch, slots), -1)
+    from_class = images.from_class.cpu() if images.from_class is not None else torch.zeros(batch, slots, dtype=torch.bool)
     columns: dict[str, list[Any]] = {
         "alpha": [alphas[index] for index in i.tolist()],
         "topk": [topks[index] for index in j.tolist()],
@@ -159,6 +184,8 @@ def _assemble(
         "k_entries": k_cpu[b, a, j].tolist(),
         "source_class": [int(source[bb]) for bb in b_list],
         "source_class_rank": [images.class_rank] * len(b_list),
+        "attack_image_label": labels[b, a].tolist(),
+        "attack_image_source": [SOURCE_CLASS if flag else SOURCE_POOL for flag in from_class[b, a].tolist()],
     }
     assert tuple(columns) == ROW_COLUMNS
     return AttackOutput(images=rows, origin=b.to(rows.device), columns=columns)
@@ -169,18 +196,22 @@ class ExIAA(InjectionGridAttack):
     """eXIAA: inject the running-up class's most salient features into the original.
 
     For an original ``x``: ``y* = argmax f(x)``, running-up class ``y_r = argmax_{j≠y*} f(x)``;
-    attack images ``x̄`` = the ``n_attack_images`` pool images (original excluded) with the
-    highest ``f_{y_r}``; ``z̄ = E(x̄, y_r)``; ``P = |{z̄ > 0}|``; for each top-k fraction ``t``,
+    attack images ``x̄`` = the ``n_attack_images`` pool images labelled ``y_r`` (original
+    excluded) with the highest ``f_{y_r}``; ``z̄ = E(x̄, y_r)``; ``P = |{z̄ > 0}|``; for each top-k fraction ``t``,
     ``I_k`` = the ``k = ceil(t·P)`` largest positive entries of ``z̄`` (over C×H×W, ties to
     the lower flat index); ``x̂ = x`` except on ``I_k``, where
     ``x̂ = clip((1−α)·x + α·x̄, 0, 1)``. Uses only the oracle: one ``explain`` call per batch
     for the attack images (cached for other attacks of the batch), no gradients, one step.
 
     Parameters: ``alphas`` ⊂ (0, 1), ``topks`` ⊂ (0, 1], ``n_attack_images`` ≥ 1 (defaults:
-    the paper's grid). Row columns: ``alpha, topk, attack_image_rank`` (0 = most confident),
+    the paper's grid), ``attack_image_source`` ∈ {"class", "pool"} (default "class": the
+    attack images are images *of* ``y_r``, the paper's ``X_{y_r}``; see the base class).
+    Row columns: ``alpha, topk, attack_image_rank`` (0 = most confident),
     ``attack_image_id, running_up_class, n_positive_entries`` (P), ``k_entries`` (k),
     ``source_class`` and ``source_class_rank`` (the running-up class and 1 unless the
-    ablation parameters ``source_class_ranks`` / ``first_attack_image`` say otherwise).
+    ablation parameters ``source_class_ranks`` / ``first_attack_image`` say otherwise),
+    ``attack_image_label`` (the attack image's dataset label, -1 if unknown) and
+    ``attack_image_source`` ("class", or "pool" for the pool rule and for a fallback slot).
     """
 
     name = "exiaa"

@@ -12,7 +12,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..registry import attacks
 from ..types import AttackContext
-from .attack_images import AttackImages
+from .attack_images import SOURCE_CLASS, AttackImages
 from .exiaa import InjectionGridAttack
 from .injection import PAPER_ALPHAS, PAPER_N_ATTACK_IMAGES, PAPER_TOPKS
 
@@ -45,8 +45,10 @@ class GaussianNoise(InjectionGridAttack):
     Parameters: ``alphas`` ⊂ (0, 1), ``topks`` ⊂ (0, 1], ``n_attack_images`` ≥ 1 (as
     eXIAA), ``sigma`` > 0 (default 0.25), ``positions`` ∈ {"same", "random"}. Row columns
     are eXIAA's: ``alpha, topk, attack_image_rank, attack_image_id, running_up_class,
-    n_positive_entries, k_entries, source_class, source_class_rank``; so are the ablation
-    parameters ``source_class_ranks`` and ``first_attack_image``.
+    n_positive_entries, k_entries, source_class, source_class_rank, attack_image_label,
+    attack_image_source``; so are the ablation parameters ``source_class_ranks`` and
+    ``first_attack_image``, and ``attack_image_source`` (default "class"), which must match
+    the eXIAA attack it is compared with for the two to share attack images.
     """
 
     name = "gaussian_noise"
@@ -60,10 +62,12 @@ class GaussianNoise(InjectionGridAttack):
         positions: str = "same",
         source_class_ranks: Sequence[int] = (1,),
         first_attack_image: int = 0,
+        attack_image_source: str = SOURCE_CLASS,
     ) -> None:
         super().__init__(
             alphas=alphas, topks=topks, n_attack_images=n_attack_images,
             source_class_ranks=source_class_ranks, first_attack_image=first_attack_image,
+            attack_image_source=attack_image_source,
         )
         if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not (
             math.isfinite(sigma) and sigma > 0
