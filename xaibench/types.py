@@ -168,8 +168,45 @@ def image_seeds(x01: Tensor, target: Tensor, base_seed: int) -> list[int]:
     return seeds
 
 
+def id_seeds(noise_ids: Sequence[str], base_seed: int) -> list[int]:
+    """One seed per image from the suite (or explainer) seed and an *id*, not the pixels.
+
+    Common random numbers: the runner hands a random explainer the id of the **original**
+    image for the original and for every corrupted copy of it, so ``E(x)`` and ``E(x̂)`` draw
+    the same noise and their difference is the attack's effect, not two independent draws.
+    The seed depends only on ``(base_seed, id)``: an image gets the same noise alone, in any
+    batch, on any executor.
+    """
+    seeds = []
+    for noise_id in noise_ids:
+        digest = hashlib.blake2b(digest_size=8, person=b"xaibench-crn")
+        digest.update(int(base_seed).to_bytes(8, "little", signed=True))
+        digest.update(str(noise_id).encode("utf-8"))
+        seeds.append(int.from_bytes(digest.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF)
+    return seeds
+
+
+def explanation_seeds(
+    x01: Tensor, target: Tensor, base_seed: int, noise_ids: Sequence[str] | None = None
+) -> list[int]:
+    """The per-image seeds a random explainer draws from: from ``noise_ids`` when the caller
+    gives them (common random numbers, see :func:`id_seeds`), else from each image's content
+    and target (:func:`image_seeds`; e.g. an attack's own oracle calls)."""
+    if noise_ids is None:
+        return image_seeds(x01, target, base_seed)
+    if len(noise_ids) != x01.shape[0]:
+        raise ValueError(f"noise_ids has {len(noise_ids)} ids for {x01.shape[0]} images")
+    return id_seeds(noise_ids, base_seed)
+
+
 class Explainer:
     """Attribution method: ``explain(x01, target)`` → attributions with the shape of ``x01``.
+
+    Random explainers (``is_random = True``) also accept ``explain(x01, target,
+    noise_ids=[...])``: one id per image, and images with the same id draw the same noise
+    (``explanation_seeds``). The runner passes the original's id for the original and all its
+    corrupted copies (common random numbers), and ``"<id>#independent"`` for the noise-floor
+    draw. Without ``noise_ids`` the seed comes from the image's content.
 
     Capabilities are class attributes the planner and the leaderboard read.
 
@@ -196,6 +233,9 @@ class Explainer:
     multiplies_by_inputs: ClassVar[bool] = False
     # Whether Σ attribution should equal f(x) − f(baseline) (IG, DeepLIFT, DeepLIFT SHAP).
     has_completeness: ClassVar[bool] = False
+    # The integer parameter whose doubling shrinks the completeness gap (IG: ``n_steps``).
+    # With ``max_completeness_gap`` on a suite entry the runner chooses it per model.
+    convergence_param: ClassVar[str | None] = None
 
     def __init__(self, classifier: Classifier, **params: Any):
         self.classifier = classifier
@@ -254,6 +294,9 @@ class AttackContext:
     ``pool`` is the image pool attack images come from (the suite's dataset); ``pool_probs``
     are the oracle's probabilities on it, computed once per (model, pool) and cached;
     ``probs`` are the oracle's probabilities on the originals (already needed by the runner).
+    ``pool_labels`` holds one dataset label per pool row (``UNKNOWN_LABEL`` = unknown); when
+    it is ``None`` an ``ImageBatch`` pool's own ``labels`` are used, and an ``ImagePool``'s
+    labels are unknown.
     """
 
     original_ids: list[str]
@@ -262,6 +305,7 @@ class AttackContext:
     pool_probs: Tensor | None
     seed: int
     cache: dict[str, Any] = field(default_factory=dict)
+    pool_labels: Tensor | None = None
 
     def generator(self, *salt: Any, device: torch.device | str = "cpu") -> torch.Generator:
         """A generator seeded from the suite seed and ``salt`` (e.g. the image id)."""

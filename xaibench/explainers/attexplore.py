@@ -17,6 +17,7 @@ is the default and a parameter switches to the paper's variant (``docs/attexplor
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import explainers
-from ..types import Classifier, Explainer, image_seeds
+from ..types import Classifier, Explainer, explanation_seeds
 from ._common import finish, prepare
 from ._dct import dct2, idct2
 
@@ -133,7 +134,8 @@ class AttExploreExplainer(Explainer):
     a one-image probe forward decides, once per input size.
 
     Randomness: step ``t`` of image ``i`` draws from a CPU generator seeded by
-    ``(image_seeds(x, y, seed)[i], t)``, in a fixed order (the DI draws of the step, then noise
+    ``(explanation_seeds(x, y, seed, noise_ids)[i], t)`` (the id's seed when the
+    runner passes ``noise_ids``: common random numbers for an original and its corrupted copies), in a fixed order (the DI draws of the step, then noise
     and mask per sample), so results do not depend on the batch, on ``samples_batch_size`` or
     on the device. ``samples_batch_size`` caps the samples per image in one forward/backward
     (``None``: all ``N``, i.e. ``B·N`` rows per pass). Cost per image:
@@ -248,13 +250,20 @@ class AttExploreExplainer(Explainer):
         self._accepts_size: dict[tuple[int, int], bool] = {}
 
     # -- public -------------------------------------------------------------------------
-    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
-        return finish(self.trace(x01, target).attributions, x01)
+    def explain(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
+        return finish(self.trace(x01, target, noise_ids=noise_ids).attributions, x01)
 
-    def trace(self, x01: Tensor, target: Tensor, *, record: bool = False) -> AttExploreTrace:
-        """Run the exploration; with ``record`` also return the iterates and buffers."""
+    def trace(
+        self, x01: Tensor, target: Tensor, *, record: bool = False, noise_ids: Sequence[str] | None = None
+    ) -> AttExploreTrace:
+        """Run the exploration; with ``record`` also return the iterates and buffers.
+
+        ``noise_ids`` (one per image): images with the same id draw the same noise (common
+        random numbers, ``types.explanation_seeds``); without them the seed comes from the
+        image's content and target.
+        """
         x, t = prepare(self.classifier, x01, target)
-        seeds = image_seeds(x01, t, self.seed)
+        seeds = explanation_seeds(x01, t, self.seed, noise_ids)
         di_mode, out_hw = self._resolve_di(x)
         eps, alpha, s = self.epsilon, self.alpha, self.sign
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)

@@ -16,6 +16,8 @@ convention, the default) returns ``∂f/∂x ⊙ x`` with ``x`` in ``[0, 1]``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from ..registry import explainers
@@ -129,8 +131,8 @@ class InputXSmoothGradExplainer(SmoothGradExplainer):
             "input_space": input_space,
         }
 
-    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
-        gradients = super().explain(x01, target)
+    def explain(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
+        gradients = super().explain(x01, target, noise_ids)
         return gradients * input_factor(self.classifier, x01.to(gradients), self.input_space)
 
 

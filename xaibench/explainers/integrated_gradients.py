@@ -32,6 +32,7 @@ class IntegratedGradientsExplainer(Explainer):
     uses_baseline = True
     multiplies_by_inputs = True
     has_completeness = True
+    convergence_param = "n_steps"  # the runner doubles it to meet max_completeness_gap
 
     def __init__(
         self,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from ..registry import explainers
-from ..types import Classifier, Explainer, image_seeds
+from ..types import Classifier, Explainer, explanation_seeds
 
 
 @explainers.register("random")
@@ -23,9 +25,9 @@ class RandomAttribution(Explainer):
         super().__init__(classifier, seed=seed)
         self.seed = int(seed)
 
-    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+    def explain(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
         noise = [
             torch.rand(x01.shape[1:], generator=torch.Generator().manual_seed(seed))
-            for seed in image_seeds(x01, target, self.seed)
+            for seed in explanation_seeds(x01, target, self.seed, noise_ids)
         ]
         return torch.stack(noise).to(x01.device) if noise else torch.empty_like(x01)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from captum.attr import Saliency
 from torch import Tensor
 
 from ..registry import explainers
-from ..types import Classifier, Explainer, image_seeds
+from ..types import Classifier, Explainer, explanation_seeds
 from ._common import finish, prepare, quiet_captum
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -23,7 +25,9 @@ class SmoothGradExplainer(Explainer):
 
     Captum's ``NoiseTunnel`` draws the noise of the whole expanded batch from the global RNG,
     so an image's explanation depends on which images share its batch. Here the noise of
-    image ``i`` comes from a ``torch.Generator`` seeded with ``image_seeds(x, y, seed)[i]``,
+    image ``i`` comes from a ``torch.Generator`` seeded with ``explanation_seeds(x, y, seed, noise_ids)[i]``
+    (from the id the runner passes: the original's id for the original and every corrupted copy
+    of it, so both are explained with the same noise; else from the image's content),
     drawn as ``torch.normal(0, stdevs, (nt_samples, C, H, W))`` — the very numbers
     ``NoiseTunnel`` draws for that image alone after ``torch.manual_seed(seed_i)`` (Captum's
     ``torch.normal(0, std_tensor)`` fills a standard normal and scales it, which gives the same
@@ -70,21 +74,21 @@ class SmoothGradExplainer(Explainer):
         self.samples_per_call = min(self.nt_samples, int(nt_samples_batch_size or self.nt_samples))
         self._saliency = Saliency(classifier)
 
-    def noise(self, x01: Tensor, target: Tensor) -> Tensor:
+    def noise(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
         """The noise for each image, ``N × nt_samples × C × H × W``, on the CPU."""
         t = torch.as_tensor(target).reshape(-1).expand(x01.shape[0])
         shape = (self.nt_samples, *x01.shape[1:])
         draws = []
         # One generator per image is the point (batch invariance); drawing is cheap.
-        for seed in image_seeds(x01, t, self.seed):
+        for seed in explanation_seeds(x01, t, self.seed, noise_ids):
             generator = torch.Generator(device="cpu").manual_seed(seed)
             draws.append(torch.normal(0.0, self.stdevs, size=shape, generator=generator))
         return torch.stack(draws)
 
-    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+    def explain(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
         x, t = prepare(self.classifier, x01, target)
         n = x.shape[0]
-        noisy = x.unsqueeze(1) + self.noise(x01, t).to(device=x.device, dtype=x.dtype)
+        noisy = x.unsqueeze(1) + self.noise(x01, t, noise_ids).to(device=x.device, dtype=x.dtype)
         total: Tensor | None = None
         total_sq: Tensor | None = None
         for start in range(0, self.nt_samples, self.samples_per_call):

@@ -31,12 +31,15 @@ from torch import Tensor
 
 from .. import __version__, registry
 from ..errors import ConfigError, ResourceUnavailableError, XaibenchError
-from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle, image_seeds
+from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle, id_seeds
 from . import results
 from .chunking import ChunkSizes, TuningCache, candidate_sizes, measure_best_size, run_in_chunks
+from .outputs import check_attributions, finite, nonfinite_fraction
 from .suite import PluginSpec, Suite
 
-RESULTS_FORMAT = 1
+# 2: common random numbers for random explainers, attack images of the running-up class,
+# nonfinite_fraction / noise_floor_* / max_completeness_gap columns (issue 11).
+RESULTS_FORMAT = 2
 
 
 # --------------------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class ModelSetup:
     pool: list[int]
     pool_probs: Tensor | None = None
     pool_batch: ImagePool | None = None
+    pool_labels: Tensor | None = None  # one dataset label per pool row (-1 = unknown)
 
 
 class ReferenceExplanations:
@@ -186,6 +190,8 @@ class Plan:
     chunk_sizes: ChunkSizes
     notes: list[str] = field(default_factory=list)
     references: ReferenceExplanations = field(default_factory=ReferenceExplanations)
+    #: Per model × explainer with a ``max_completeness_gap``: the steps chosen (convergence.py).
+    convergence: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _explainer_params(spec: PluginSpec, seed: int) -> dict[str, Any]:
@@ -267,6 +273,7 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
     metrics = [registry.metrics.get(s.name)(**s.params) for s in suite.metrics]
 
     units: list[WorkUnit] = []
+    convergence: list[dict[str, Any]] = []
     for setup in setups:
         ids = setup.dataset.ids
         for index, spec in enumerate(suite.explainers):
@@ -283,6 +290,9 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                         file=suite.source,
                         key=f"explainers[{index}]",
                     ) from None
+                if spec.max_completeness_gap is not None:
+                    params, record = _converge(setup, spec, params, suite, out, torch_device)
+                    convergence.append({"model": setup.spec.label, "explainer": spec.label, **record})
             for start in range(0, len(setup.originals), suite.images_per_unit):
                 chunk = setup.originals[start : start + suite.images_per_unit]
                 image_ids = [ids[i] for i in chunk]
@@ -319,7 +329,22 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                     unit.state, unit.reason = "existing", "already complete (resumed)"
                 units.append(unit)
     sizes = ChunkSizes(default=suite.batch_size if isinstance(suite.batch_size, int) else 8)
-    return Plan(suite, out, torch_device, setups, units, attacks, metrics, sizes)
+    return Plan(suite, out, torch_device, setups, units, attacks, metrics, sizes, convergence=convergence)
+
+
+def _converge(
+    setup: ModelSetup, spec: PluginSpec, params: dict[str, Any], suite: Suite, out: Path, device: torch.device
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The explainer's parameters with its convergence parameter chosen on this model's first
+    originals (``convergence.choose``), cached in ``OUT/_cache``."""
+    from .convergence import SAMPLE_IMAGES, choose_cached
+
+    sample = setup.dataset.load(setup.originals[:SAMPLE_IMAGES])
+    identity = {"model": setup.spec.key(), "images": list(sample.ids), "format": RESULTS_FORMAT}
+    return choose_cached(
+        out, setup.classifier, spec.name, params, float(spec.max_completeness_gap), sample.pixels.to(device),
+        identity, precision=suite.precision,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -370,8 +395,13 @@ class ModelAccess:
         self.forward_images = 0
         self.explained_images = 0
         self.explain_seconds = 0.0
+        self.explainer_label = explainer_label
         self.fuses_prediction = self._offers_explain_predicted(explainer)
         self._gap_takes_logits = self._takes_keyword(getattr(explainer, "completeness_gap", None), "logits")
+        # Random explainers that take ``noise_ids`` get common random numbers (types.Explainer).
+        self.takes_noise_ids = bool(getattr(explainer, "is_random", False)) and self._takes_keyword(
+            getattr(explainer, "explain", None), "noise_ids"
+        )
 
     @staticmethod
     def _offers_explain_predicted(explainer: Explainer | None) -> bool:
@@ -428,13 +458,23 @@ class ModelAccess:
     def probabilities(self, x01: Tensor) -> Tensor:
         return torch.softmax(self.logits(x01), dim=1)
 
-    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+    def _noise(self, noise_ids: list[str] | None, part: slice) -> dict[str, Any]:
+        return {"noise_ids": noise_ids[part]} if noise_ids is not None and self.takes_noise_ids else {}
+
+    def explain(self, x01: Tensor, target: Tensor, noise_ids: list[str] | None = None) -> Tensor:
+        """Attributions of ``x01`` for ``target``, checked (``outputs.check_attributions``).
+
+        ``noise_ids``: one id per image; a random explainer draws the same noise for the same
+        id (the runner passes the original's id for the original and its corrupted copies).
+        """
         assert self.explainer is not None
         explainer = self.explainer
 
         def compute(part: slice) -> Tensor:
+            inputs = x01[part].to(self.device)
             with self.autocast():
-                attributions = explainer.explain(x01[part].to(self.device), target[part].to(self.device))
+                attributions = explainer.explain(inputs, target[part].to(self.device), **self._noise(noise_ids, part))
+            check_attributions(attributions, inputs, self.explainer_label)
             return attributions.detach().float().cpu()
 
         self._sync()
@@ -445,7 +485,7 @@ class ModelAccess:
         self.explained_images += int(x01.shape[0])
         return torch.cat(outputs) if outputs else torch.empty_like(x01)
 
-    def predict_and_explain(self, x01: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def predict_and_explain(self, x01: Tensor, noise_ids: list[str] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(logits, predicted class, attributions for it)`` of each image.
 
         With an explainer that offers ``explain_predicted``, one forward + backward per chunk
@@ -456,12 +496,14 @@ class ModelAccess:
         if not self.fuses_prediction:
             logits = self.logits(x01)
             predicted = torch.softmax(logits, dim=1).argmax(dim=1)
-            return logits, predicted, self.explain(x01, predicted)
+            return logits, predicted, self.explain(x01, predicted, noise_ids)
         explainer = self.explainer
 
         def compute(part: slice) -> tuple[Tensor, Tensor]:
+            inputs = x01[part].to(self.device)
             with self.autocast():
-                attributions, logits = explainer.explain_predicted(x01[part].to(self.device))  # type: ignore[union-attr]
+                attributions, logits = explainer.explain_predicted(inputs)  # type: ignore[union-attr]
+            check_attributions(attributions, inputs, self.explainer_label)
             return logits.detach().float().cpu(), attributions.detach().float().cpu()
 
         self._sync()
@@ -551,35 +593,44 @@ def pool_probabilities(setup: ModelSetup, plan: Plan) -> tuple[ImagePool, Tensor
     The pool is streamed through the model in chunks and kept as ids plus a loader, so a
     10,000-image ImageNet pool costs its probabilities (40 MB), not its pixels (6 GB).
     Images that cannot be read are left out of the pool (and recorded by the dataset).
+    The pool's labels are cached beside the probabilities and kept in ``setup.pool_labels``
+    (attacks that take images of a class need them); a cache file without labels is a miss.
     """
-    if setup.pool_batch is not None and setup.pool_probs is not None:
+    if setup.pool_batch is not None and setup.pool_probs is not None and setup.pool_labels is not None:
         return setup.pool_batch, setup.pool_probs
     dataset = setup.dataset
     key = _stable_hash(
         {"model": setup.spec.key(), "pool": [dataset.ids[i] for i in setup.pool], "format": RESULTS_FORMAT}
     )
     cache = plan.out / "_cache" / f"pool-probs-{results.partition_value(setup.spec.label)}-{key}.npz"
+    stored_labels = None
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as stored:
-            ids = [str(i) for i in stored["ids"]]
-            probs = torch.from_numpy(stored["probs"])
+            if "labels" in stored.files:
+                ids = [str(i) for i in stored["ids"]]
+                probs = torch.from_numpy(stored["probs"])
+                stored_labels = torch.from_numpy(stored["labels"]).long()
+    if stored_labels is not None:
+        labels = stored_labels
     else:
         access = ModelAccess(setup.classifier, None, plan.device, plan.chunk_sizes, model_label=setup.spec.label)
-        ids, parts = [], []
+        ids, parts, label_parts = [], [], []
         for part in chunks(len(setup.pool), 64):
             batch = dataset.load(setup.pool[part])
             ids.extend(batch.ids)
             parts.append(access.probabilities(batch.pixels))
+            label_parts.append(batch.labels.to("cpu", torch.long))
         probs = torch.cat(parts)
+        labels = torch.cat(label_parts)
         buffer = io.BytesIO()
-        np.savez(buffer, ids=np.array(ids, dtype=str), probs=probs.numpy())
+        np.savez(buffer, ids=np.array(ids, dtype=str), probs=probs.numpy(), labels=labels.numpy())
         results.write_atomic_bytes(cache, buffer.getvalue())
     index_of = {image_id: i for i, image_id in enumerate(dataset.ids)}
 
     def load(rows: list[int]) -> Tensor:
         return dataset.load([index_of[ids[r]] for r in rows]).pixels
 
-    setup.pool_batch, setup.pool_probs = ImagePool(ids, load), probs
+    setup.pool_batch, setup.pool_probs, setup.pool_labels = ImagePool(ids, load), probs, labels
     return setup.pool_batch, probs
 
 
@@ -659,6 +710,59 @@ class UnitTables:
         self.rows[table] += count
 
 
+def _metric_params(metric: Any, spec: PluginSpec) -> dict[str, Any]:
+    """The metric's resolved parameters (its ``describe()`` when it has one) over the suite's."""
+    described = metric.describe() if callable(getattr(metric, "describe", None)) else {}
+    return {**spec.params, **{k: v for k, v in described.items() if k != "metric"}}
+
+
+def _nan_where(values: Tensor, nonfinite: Tensor) -> list[float]:
+    """Metric values as floats, NaN on the rows whose explanations had non-finite entries."""
+    values = values.detach().double().cpu()
+    return torch.where(nonfinite.to(values.device) > 0, torch.full_like(values, math.nan), values).tolist()
+
+
+def _gate(spec: PluginSpec) -> float:
+    """The explainer's convergence gate (``max_completeness_gap``), NaN when it has none."""
+    gate = getattr(spec, "max_completeness_gap", None)
+    return math.nan if gate is None else float(gate)
+
+
+def _compares_explanations(metric: Any) -> bool:
+    needs = set(getattr(metric, "needs", ()))
+    return {"expl_original", "expl_corrupted"} <= needs
+
+
+def _noise_floors(
+    access: ModelAccess,
+    metrics: list[tuple[Any, PluginSpec]],
+    ids: list[str],
+    pixels: Tensor,
+    predicted: Tensor,
+    probs: Tensor,
+    clean: Tensor,
+) -> dict[str, list[float]]:
+    """The explainer's own noise floor per original: every robustness metric that compares
+    two explanations, between the clean explanation and a second one of the same image drawn
+    with an independent random stream (``"<id>#independent"``). An attack effect inside this
+    floor cannot be told from the explainer's randomness. Empty for deterministic explainers
+    (and for random ones that take no ``noise_ids``: their second draw would repeat the first).
+    """
+    if not access.takes_noise_ids:
+        return {}
+    chosen = [(m, s) for m, s in metrics if _compares_explanations(m)]
+    if not chosen:
+        return {}
+    independent = access.explain(pixels, predicted, [f"{i}#independent" for i in ids])
+    bad = nonfinite_fraction(independent) + nonfinite_fraction(clean)  # no floor from a broken map
+    independent = finite(independent)
+    tensors = {
+        "original": pixels, "corrupted": pixels, "expl_original": finite(clean), "expl_corrupted": independent,
+        "probs_original": probs, "probs_corrupted": probs,
+    }
+    return {spec.label: _nan_where(metric(**{n: tensors[n] for n in metric.needs}), bad) for metric, spec in chosen}
+
+
 def sensitivity_heatmap(attributions: Tensor) -> Tensor:
     """``N×1×H×W`` in ``[0, 1]``: ``Σ_c |a_c|`` divided by the image's maximum (0 stays 0).
 
@@ -700,7 +804,7 @@ def _sensitivity_rows(
             setup.classifier, explainer, plan.device, plan.chunk_sizes,
             model_label=unit.model.label, explainer_label=sweep["sweep"], precision=plan.suite.precision,
         )
-        reference = access.explain(batch.pixels, predicted)
+        reference = access.explain(batch.pixels, predicted, list(batch.ids))  # the same noise as `clean`
         plan.references.put(key, reference)
     similarity = ssim(sensitivity_heatmap(reference), sensitivity_heatmap(clean))
     correlation = RankCorrelation()(expl_original=reference, expl_corrupted=clean)
@@ -756,11 +860,22 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         )
     probs = access.probabilities(batch.pixels)
     predicted = probs.argmax(dim=1)
-    clean = access.explain(batch.pixels, predicted)
+    # Common random numbers: an original and all its corrupted copies share the noise of the
+    # original's id, so E(x) and E(x̂) differ by the attack, not by two random draws.
+    noise_ids = list(batch.ids)
+    clean = access.explain(batch.pixels, predicted, noise_ids)
     clean_gap = access.completeness_gap(batch.pixels, predicted, clean)
+    clean_finite = finite(clean)
+    robustness_pairs = [
+        (m, spec) for m, spec in zip(plan.metrics, suite.metrics, strict=True) if not _is_faithfulness(m)
+    ]
+    floors = _noise_floors(access, robustness_pairs, noise_ids, batch.pixels, predicted, probs, clean)
 
     def faithfulness(x01: Tensor, attributions: Tensor, target: Tensor, image_rows: list[int], extra: dict[str, list[Any]]) -> None:
-        seeds = image_seeds(x01, target, suite.seed)
+        # The metric's own draws follow the original too: clean and attacked rows share them.
+        seeds = id_seeds([batch.ids[i] for i in image_rows], suite.seed)
+        bad = nonfinite_fraction(attributions)
+        attributions = finite(attributions)
         for metric, spec in zip(plan.metrics, suite.metrics, strict=True):
             if not _is_faithfulness(metric) or not spec.applies_to(unit.explainer.label):
                 continue
@@ -783,9 +898,11 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
                     "predicted_class": [int(t) for t in target.tolist()],
                     **extra,
                     "metric": [spec.label] * count,
-                    "metric_params": [json.dumps(spec.params, sort_keys=True)] * count,
+                    # Every resolved parameter (defaults too: which INFD perturbation, …).
+                    "metric_params": [json.dumps(_metric_params(metric, spec), sort_keys=True, default=str)] * count,
                     "higher_is_better": [bool(metric.higher_is_better)] * count,
-                    "score": result.scores.double().cpu().tolist(),
+                    "score": _nan_where(result.scores, bad),
+                    "nonfinite_fraction": bad.tolist(),
                     "curve_name": [names[0] if names else None] * count,
                     "curve": _curve(result, names, 0, count),
                     "curve2_name": [names[1] if len(names) > 1 else None] * count,
@@ -816,6 +933,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         pool=pool,
         pool_probs=pool_probs,
         seed=suite.seed,
+        pool_labels=setup.pool_labels if pool is not None else None,
     )
     store_examples = unit.example_images > 0
     for attack_spec, attack in zip(suite.attacks, plan.attacks, strict=True):
@@ -835,27 +953,32 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
         metric_values: dict[str, list[float]] = {m.name: [] for m in robustness_metrics}
         corrupted_pred: list[int] = []
         corrupted_gap: list[float] = []
+        nonfinite: list[float] = []
         # Rows are processed in explain-sized chunks so memory stays bounded by the chunk.
         for part in chunks(rows, max(plan.chunk_sizes.get(access.explain_key), 1)):
             images = output.images[part]
             # One forward + backward per chunk for gradient explainers (explain_predicted);
             # otherwise a forward, then the explanation. The logits also serve the
             # completeness gap (no second forward of the corrupted images).
-            logits_corrupted, predicted_corrupted, expl_corrupted = access.predict_and_explain(images)
+            rows_origin = origin[part]
+            logits_corrupted, predicted_corrupted, expl_corrupted = access.predict_and_explain(
+                images, [noise_ids[i] for i in rows_origin.tolist()]
+            )
             probs_corrupted = torch.softmax(logits_corrupted, dim=1)
             gap = access.completeness_gap(images, predicted_corrupted, expl_corrupted, logits=logits_corrupted)
-            rows_origin = origin[part]
+            bad = nonfinite_fraction(clean[rows_origin], expl_corrupted)
+            nonfinite.extend(bad.tolist())
             tensors = {
                 "original": batch.pixels[rows_origin],
                 "corrupted": images,
-                "expl_original": clean[rows_origin],
-                "expl_corrupted": expl_corrupted,
+                "expl_original": clean_finite[rows_origin],
+                "expl_corrupted": finite(expl_corrupted),
                 "probs_original": probs[rows_origin],
                 "probs_corrupted": probs_corrupted,
             }
             for metric in robustness_metrics:
                 values = metric(**{name: tensors[name] for name in metric.needs})
-                metric_values[metric.name].extend(values.double().cpu().tolist())
+                metric_values[metric.name].extend(_nan_where(values, bad))
             corrupted_pred.extend(predicted_corrupted.tolist())
             corrupted_gap.extend(gap.tolist() if gap is not None else [math.nan] * images.shape[0])
             for offset, row in enumerate(range(part.start, part.stop)):
@@ -880,6 +1003,12 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
                 "attack_params": [json.dumps(attack_spec.params, sort_keys=True)] * rows,
                 **output.columns,
                 **metric_columns,
+                **{
+                    f"noise_floor_{label}": [values[i] for i in origin_list]
+                    for label, values in floors.items()
+                },
+                "nonfinite_fraction": nonfinite,
+                "max_completeness_gap": [_gate(unit.explainer)] * rows,
                 "completeness_gap": [
                     math.nan if clean_gap is None else float(clean_gap[i]) for i in origin_list
                 ],
@@ -1044,6 +1173,7 @@ def _manifest(plan: Plan, run_id: str, started: str, env: dict[str, Any], skippe
         "originals": {s.spec.label: len(s.originals) for s in plan.setups},
         "skipped_images": skipped,
         "chunk_sizes": plan.chunk_sizes.record(),
+        "convergence": plan.convergence,
         "units": [u.record() for u in plan.units],
     }
 

@@ -57,6 +57,8 @@ TOP_LEVEL = {
     "sweeps": "an array of tables [[sweeps]]: hyperparameter sweeps of one explainer",
 }
 PLUGIN_RESERVED = ("name", "label")
+#: Keys of an [[explainers]] table that the runner reads (not the explainer's parameters).
+EXPLAINER_RESERVED = ("max_completeness_gap",)
 #: Keys of a [[metrics]] table that are not the metric's parameters.
 METRIC_RESERVED = ("explainers",)
 SWEEP_KEYS = {
@@ -87,11 +89,17 @@ class PluginSpec:
     #: Explainers expanded from a [[sweeps]] entry: ``{"sweep", "param", "value",
     #: "reference"}`` (``param`` is None for the reference setting itself).
     sweep: dict[str, Any] | None = None
+    #: Explainers with completeness only: the convergence gate (docs/explainers.md). The
+    #: runner doubles the explainer's ``convergence_param`` until the median relative
+    #: completeness gap on the first images is below it; the leaderboard ranks no row above it.
+    max_completeness_gap: float | None = None
 
     def key(self) -> dict[str, Any]:
         key: dict[str, Any] = {"name": self.name, "params": self.params}
         if self.only:
             key["explainers"] = list(self.only)
+        if self.max_completeness_gap is not None:
+            key["max_completeness_gap"] = self.max_completeness_gap
         if self.sweep is not None:
             key["reference"] = self.sweep["reference"]
         return key
@@ -130,6 +138,8 @@ class Suite:
     def to_dict(self) -> dict[str, Any]:
         def spec(s: PluginSpec) -> dict[str, Any]:
             out = {"name": s.name, "label": s.label, **s.params}
+            if s.max_completeness_gap is not None:
+                out["max_completeness_gap"] = s.max_completeness_gap
             if s.only:
                 out["explainers"] = list(s.only)
             if s.sweep is not None:
@@ -243,8 +253,11 @@ def _plugin_specs(
                 canonical = name
             else:
                 raise UnknownPluginError(str(exc), file=source, key=f"{where}.name") from None
-        reserved = PLUGIN_RESERVED + (METRIC_RESERVED if kind == "metrics" else ())
+        reserved = PLUGIN_RESERVED + (
+            METRIC_RESERVED if kind == "metrics" else EXPLAINER_RESERVED if kind == "explainers" else ()
+        )
         params = {k: v for k, v in entry.items() if k not in reserved}
+        gate = _completeness_gate(entry, canonical, reg, source, where) if kind == "explainers" else None
         only: tuple[str, ...] = ()
         if kind == "metrics" and "explainers" in entry:
             names = entry["explainers"]
@@ -264,8 +277,27 @@ def _plugin_specs(
                 key=where,
             )
         labels.add(label)
-        specs.append(PluginSpec(kind, canonical, params, label, only=only))
+        specs.append(PluginSpec(kind, canonical, params, label, only=only, max_completeness_gap=gate))
     return specs
+
+
+def _completeness_gate(entry: dict[str, Any], name: str, reg: Any, source: str, where: str) -> float | None:
+    """``max_completeness_gap`` of an [[explainers]] entry: a number > 0, for an explainer
+    whose attributions should add up to f(x) − f(baseline) (``has_completeness``)."""
+    if "max_completeness_gap" not in entry:
+        return None
+    value = entry["max_completeness_gap"]
+    key = f"{where}.max_completeness_gap"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"expected a number > 0 (e.g. 0.1 = 10 %), got {value!r}", file=source, key=key)
+    if name in reg and not getattr(reg.get(name), "has_completeness", False):
+        raise ConfigError(
+            f"{name!r} has no completeness property (its attributions need not add up to "
+            "f(x) − f(baseline)), so there is no gap to bound; remove the key",
+            file=source,
+            key=key,
+        )
+    return float(value)
 
 
 def _format_value(value: Any) -> str:

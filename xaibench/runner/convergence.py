@@ -1,0 +1,110 @@
+"""Converged or flagged: an explainer's steps chosen per model so its numbers mean something.
+
+IG with too few steps is not IG: on EfficientNet-Lite0 16 Gauss–Legendre steps leave a median
+relative completeness gap of 158 % (``|Σa − (f(x) − f(b))| / |f(x) − f(b)|``). A suite entry
+``max_completeness_gap = g`` asks the runner to choose the explainer's ``convergence_param``
+(declared by the explainer; IG: ``n_steps``) per model: starting from the suite's value, it
+doubles it until the median gap over the first images of the model is ≤ g, or until
+``MAX_DOUBLINGS`` doublings. The choice is made once, before any unit, on the same images for
+every executor; it is cached under ``OUT/_cache``, recorded in the manifest
+(``convergence``) and lands in every row's ``explainer_params``; the gate itself is a row
+column (``max_completeness_gap``). Rows whose explainer still misses the gate are shown,
+greyed, and not ranked by the leaderboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import registry
+from ..types import Classifier
+from . import results
+
+#: At most this many doublings (16 steps → 512).
+MAX_DOUBLINGS = 5
+#: The median is taken over at most this many of the model's first originals.
+SAMPLE_IMAGES = 8
+
+
+def median_gap(explainer: Any, classifier: Classifier, x01: Tensor, precision: str = "fp32") -> float:
+    """The median relative completeness gap of ``explainer`` on ``x01`` for the predicted class."""
+    device = x01.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.no_grad():
+            target = classifier(x01).argmax(dim=1)
+        attributions = explainer.explain(x01, target)
+        gap = explainer.completeness_gap(x01, target, attributions)
+    if gap is None:
+        return math.nan
+    values = gap.detach().double().cpu()
+    values = values[torch.isfinite(values)]
+    return float(values.median()) if values.numel() else math.nan
+
+
+def choose(
+    classifier: Classifier,
+    name: str,
+    params: dict[str, Any],
+    gate: float,
+    x01: Tensor,
+    *,
+    precision: str = "fp32",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(params with the chosen value, record)``; ``params`` unchanged when the explainer
+    declares no ``convergence_param`` (the gate then only decides the ranking)."""
+    explainer_cls = registry.explainers.get(name)
+    param = getattr(explainer_cls, "convergence_param", None)
+    record: dict[str, Any] = {"gate": gate, "param": param, "trials": [], "converged": False}
+    if param is None:
+        gap = median_gap(explainer_cls(classifier, **params), classifier, x01, precision)
+        record["trials"].append({"median_gap": gap})
+        record["converged"] = math.isfinite(gap) and gap <= gate
+        return dict(params), record
+    defaults = {p.name: p.default for p in registry.explainers.params(name)}
+    value = int(params.get(param, defaults.get(param)))
+    record["requested"] = value
+    for doubling in range(MAX_DOUBLINGS + 1):
+        trial = {**params, param: value}
+        gap = median_gap(explainer_cls(classifier, **trial), classifier, x01, precision)
+        record["trials"].append({param: value, "median_gap": gap})
+        if math.isfinite(gap) and gap <= gate:
+            record["converged"] = True
+            break
+        if doubling < MAX_DOUBLINGS:
+            value *= 2
+    record["chosen"] = value
+    return {**params, param: value}, record
+
+
+def choose_cached(
+    out: Path,
+    classifier: Classifier,
+    name: str,
+    params: dict[str, Any],
+    gate: float,
+    x01: Tensor,
+    identity: dict[str, Any],
+    *,
+    precision: str = "fp32",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`choose`, remembered in ``OUT/_cache`` so a resumed run (or a Ray worker) reuses
+    the choice instead of measuring again; ``identity`` names what the choice depends on."""
+    key = {**identity, "name": name, "params": params, "gate": gate, "precision": precision}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = out / "_cache" / f"convergence-{digest}.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            return stored["params"], stored["record"]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: measure again
+    chosen, record = choose(classifier, name, params, gate, x01, precision=precision)
+    results.write_json(path, {"params": chosen, "record": record})
+    return chosen, record
