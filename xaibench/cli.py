@@ -176,15 +176,19 @@ def _print_summaries(results_dir: Path, suite: str | None) -> bool:
     )
 
     printed = False
+    robustness = None
     if has_table(results_dir, "robustness"):
-        frame = restore_labels(results_dir, read_results(results_dir, suite, table="robustness"))
-        console.print(f"{len(frame)} robustness rows in {results_dir}")
-        render_summary(summarize(frame), console, title="Robustness: mean ± std over rows")
+        robustness = restore_labels(results_dir, read_results(results_dir, suite, table="robustness"))
+        console.print(f"{len(robustness)} robustness rows in {results_dir}")
+        render_summary(summarize(robustness), console, title="Robustness: mean ± std over rows")
         printed = True
     if has_table(results_dir, "faithfulness"):
         frame = restore_labels(results_dir, read_results(results_dir, suite, table="faithfulness"))
         console.print(f"{len(frame)} faithfulness rows in {results_dir}")
-        render_faithfulness(summarize_faithfulness(frame), console, title="Faithfulness: mean ± std, rank per metric")
+        # The robustness rows carry the completeness gaps: under-converged pairs get no rank.
+        render_faithfulness(
+            summarize_faithfulness(frame, robustness), console, title="Faithfulness: mean ± std, rank per metric"
+        )
         printed = True
     return printed
 

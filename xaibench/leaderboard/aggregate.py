@@ -9,6 +9,7 @@ is the percentile interval of that mean over bootstrap resamples of the images.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -205,6 +206,188 @@ def completeness_gaps(robustness: pd.DataFrame) -> dict[tuple[str, str], float]:
     return {(str(m), str(e)): float(v) for (m, e), v in medians.items() if math.isfinite(v)}
 
 
+# --------------------------------------------------------------------------------------
+# What the rows declare about themselves: the convergence gate, non-finite explanations,
+# attack-image fallbacks and the explainer's noise floor (docs/leaderboard.md)
+# --------------------------------------------------------------------------------------
+
+NONFINITE = "nonfinite_fraction"
+GATE = "max_completeness_gap"
+NOISE_FLOOR = "noise_floor_"
+IMAGE_SOURCE = "attack_image_source"
+POOL = "pool"  # attack_image_source of a row whose attack image came from the whole pool
+UNRANKED = "⊘"  # the rank cell of a row that is shown but not ranked
+NOISE_FLOOR_FLAG = "within the explainer's noise floor"
+NOISE_FLOOR_NOTE = (
+    "noise floor: the same metric between two clean explanations of each image drawn with "
+    "independent random seeds, i.e. the explainer's own randomness (– for deterministic "
+    "explainers); an attack effect within the noise floor is not distinguishable from the "
+    "explainer's own randomness (⚠ on the cell)"
+)
+NONFINITE_REASON = "the explainer returned non-finite attributions (NaN/inf)"
+POOL_REASON = "took their attack image from the whole pool: the running-up class had no image in the pool"
+
+
+class Row(dict):  # type: ignore[type-arg]
+    """One table row: its cells by column key, and ``unranked``, the reason it has no rank
+    (shown greyed on the site, ⊘ in markdown); empty for a row ranked as usual."""
+
+    unranked: str = ""
+
+    def __init__(self, cells: Any = (), unranked: str = "") -> None:
+        super().__init__(cells)
+        self.unranked = unranked or getattr(cells, "unranked", "")
+
+
+def _pair(model: Any, explainer: Any) -> tuple[str, str]:
+    return str(model), str(explainer)
+
+
+def _short(value: float) -> str:
+    """A gap or gate for a sentence: two decimals, more significant digits when tiny."""
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
+
+
+def completeness_gates(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """The convergence gate of each (model, explainer) as its rows declare it
+    (``max_completeness_gap``; the strictest when rows disagree). Pairs whose rows declare
+    none are absent: :data:`COMPLETENESS_GAP_LIMIT` applies to them."""
+    if frame.empty or GATE not in frame.columns:
+        return {}
+    gates = pd.to_numeric(frame[GATE], errors="coerce")
+    rows = frame.assign(_gate=gates)[np.isfinite(gates.to_numpy(dtype=np.float64))]
+    if rows.empty:
+        return {}
+    found = rows.groupby([rows["model"].astype(str), rows["explainer"].astype(str)])["_gate"].min()
+    return {_pair(m, e): float(v) for (m, e), v in found.items()}
+
+
+def under_converged(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Per (model, explainer) whose median completeness gap exceeds its gate: why it is not
+    ranked. Such pairs are shown (greyed) but left out of every ranking."""
+    gaps = completeness_gaps(frame)
+    gates = completeness_gates(frame)
+    out = {}
+    for pair, gap in gaps.items():
+        gate = gates.get(pair, COMPLETENESS_GAP_LIMIT)
+        if gap > gate:
+            source = "its max_completeness_gap" if pair in gates else "the leaderboard's default limit"
+            out[pair] = (
+                f"not ranked: median completeness gap {_short(gap)} > {_short(gate)} ({source}) — "
+                "under-converged; raise n_steps or set max_completeness_gap"
+            )
+    return out
+
+
+def nonfinite_counts(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(rows with non-finite attributions, rows)`` per (model, explainer) that has any;
+    rows without a ``nonfinite_fraction`` (older results) count as finite."""
+    if frame.empty or NONFINITE not in frame.columns:
+        return {}
+    bad = pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0
+    counts = bad.groupby([frame["model"].astype(str), frame["explainer"].astype(str)]).agg(["sum", "size"])
+    return {_pair(m, e): (int(r["sum"]), int(r["size"])) for (m, e), r in counts.iterrows() if r["sum"] > 0}
+
+
+def mask_nonfinite(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with ``metrics`` NaN on the rows with non-finite attributions (the runner
+    writes them so already; this keeps the notes true for rows that were not)."""
+    if frame.empty or NONFINITE not in frame.columns:
+        return frame
+    bad = (pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0).to_numpy()
+    present = [m for m in metrics if m in frame.columns]
+    if not bad.any() or not present:
+        return frame
+    frame = frame.copy()
+    frame.loc[bad, present] = np.nan
+    return frame
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
+def nonfinite_notes(frame: pd.DataFrame) -> list[str]:
+    """A table note per (model, explainer) with rows left out for non-finite attributions."""
+    return [
+        f"{bad} of {_rows(total)} of {explainer} × {model} excluded: {NONFINITE_REASON}"
+        for (model, explainer), (bad, total) in sorted(nonfinite_counts(frame).items())
+    ]
+
+
+def undefined_notes(frame: pd.DataFrame, metric: str, title: str) -> list[str]:
+    """A table note per (model, explainer) with rows whose ``metric`` is missing for another
+    reason than non-finite attributions (e.g. explanation change of an all-zero explanation)."""
+    if frame.empty or metric not in frame.columns:
+        return []
+    missing = pd.to_numeric(frame[metric], errors="coerce").isna()
+    if NONFINITE in frame.columns:
+        missing &= ~(pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0)
+    counts = missing.groupby([frame["model"].astype(str), frame["explainer"].astype(str)]).agg(["sum", "size"])
+    return [
+        f"{int(r['sum'])} of {_rows(int(r['size']))} of {e} × {m} have no {title} value "
+        "(the metric is undefined for them, e.g. an all-zero explanation) and are left out"
+        for (m, e), r in counts.iterrows() if r["sum"] > 0
+    ]
+
+
+def _declared_source(params: Any) -> str | None:
+    try:
+        decoded = json.loads(params) if isinstance(params, str) else None
+    except ValueError:
+        return None
+    value = decoded.get(IMAGE_SOURCE) if isinstance(decoded, dict) else None
+    return str(value) if value is not None else None
+
+
+def pool_fallback_note(frame: pd.DataFrame, what: str = "") -> str | None:
+    """``"n of m rows took their attack image from the whole pool: …"`` when rows of an
+    attack that asked for its source class's images (the default rule) fell back to the
+    pool; an attack configured with ``attack_image_source = "pool"`` is not counted."""
+    if frame.empty or IMAGE_SOURCE not in frame.columns:
+        return None
+    rows = frame[frame[IMAGE_SOURCE].notna()]
+    if "attack_params" in rows.columns:
+        asked = rows["attack_params"].map(_declared_source)
+        rows = rows[asked.astype(object).ne(POOL).to_numpy()]
+    fallback = int((rows[IMAGE_SOURCE].astype(str) == POOL).sum())
+    if not fallback:
+        return None
+    return f"{fallback} of {_rows(len(rows))}{what} {POOL_REASON}"
+
+
+def metric_higher_is_better(metric: str) -> bool:
+    """A robustness metric's declared direction (its plugin's ``higher_is_better``); an
+    unknown metric counts as an effect size (higher = more change)."""
+    from .. import registry
+
+    try:
+        return bool(registry.metrics.get(metric).higher_is_better)
+    except Exception:  # noqa: BLE001 - a label that is not a registered plugin
+        return False
+
+
+def noise_floor_flag(effect: Estimate, floor: Estimate, higher_is_better: bool, digits: int) -> str:
+    """The ⚠ of an attack's cell whose mean is not beyond its noise floor's interval (above
+    the upper end for a change, below the lower end for a similarity); empty otherwise."""
+    if effect.missing or floor.missing:
+        return ""
+    if higher_is_better:  # a similarity: the attack must push it below the floor
+        bound = floor.low if math.isfinite(floor.low) else floor.mean
+        if effect.mean < bound:
+            return ""
+        relation, end = "is not below", "lower"
+    else:
+        bound = floor.high if math.isfinite(floor.high) else floor.mean
+        if effect.mean > bound:
+            return ""
+        relation, end = "is not above", "upper"
+    return (
+        f"{NOISE_FLOOR_FLAG}: the mean {effect.mean:.{digits}f} {relation} {bound:.{digits}f}, the "
+        f"{end} end of the noise floor's 95 % interval"
+    )
+
+
 def completeness_warning(explainer: str, gap: float) -> str:
     """The tooltip of a flagged pair."""
     if "deeplift" in explainer.lower():
@@ -334,20 +517,42 @@ def point_text(point: dict[str, float]) -> str:
     return ", ".join(f"{names.get(k, k)} = {v:g}" for k, v in point.items())
 
 
-def _flag_cells(rows: pd.DataFrame, gaps: dict[tuple[str, str], float]) -> list[Cell]:
+def _flag_cells(
+    rows: pd.DataFrame,
+    gaps: dict[tuple[str, str], float],
+    gates: dict[tuple[str, str], float] | None = None,
+    nonfinite: dict[tuple[str, str], tuple[int, int]] | None = None,
+) -> list[Cell]:
+    """The explainer cells, flagged for a completeness gap above the pair's gate and for
+    rows left out because of non-finite attributions."""
+    gates = gates or {}
+    nonfinite = nonfinite or {}
     cells = []
     for model, explainer in rows[["model", "explainer"]].itertuples(index=False):
-        gap = gaps.get((str(model), str(explainer)))
-        flag = completeness_warning(str(explainer), gap) if gap is not None and gap > COMPLETENESS_GAP_LIMIT else ""
-        cells.append(Cell(str(explainer), sort=str(explainer), flag=flag))
+        pair = _pair(model, explainer)
+        flags = []
+        gap = gaps.get(pair)
+        if gap is not None and gap > gates.get(pair, COMPLETENESS_GAP_LIMIT):
+            flags.append(completeness_warning(str(explainer), gap))
+        if pair in nonfinite:
+            bad, total = nonfinite[pair]
+            flags.append(
+                f"{bad} of {_rows(total)} excluded: {NONFINITE_REASON}; the means are over the remaining rows"
+            )
+        cells.append(Cell(str(explainer), sort=str(explainer), flag="; ".join(flags)))
     return cells
 
 
-def _ranks_within_models(frame: pd.DataFrame, column: str, higher_is_better: bool) -> list[int | None]:
+def _ranks_within_models(
+    frame: pd.DataFrame, column: str, higher_is_better: bool, excluded: Sequence[bool] | None = None
+) -> list[int | None]:
+    """Ranks within each model; ``excluded`` rows get none and do not take a place."""
     result: list[int | None] = [None] * len(frame)
     for _, positions in frame.groupby("model", sort=False).indices.items():
         means = [
-            frame[column].iloc[p].mean if isinstance(frame[column].iloc[p], Estimate) else math.nan
+            frame[column].iloc[p].mean
+            if isinstance(frame[column].iloc[p], Estimate) and not (excluded is not None and excluded[p])
+            else math.nan
             for p in positions
         ]
         for position, value in zip(positions, rank(means, higher_is_better), strict=True):
@@ -355,8 +560,37 @@ def _ranks_within_models(frame: pd.DataFrame, column: str, higher_is_better: boo
     return result
 
 
-def _rank_cell(value: int | None) -> Cell:
+def _rank_cell(value: int | None, unranked: str = "") -> Cell:
+    if unranked:
+        return Cell(UNRANKED, sort=None, tooltip=unranked)
     return Cell("–" if value is None else str(value), sort=None if value is None else value)
+
+
+def _unranked_reasons(
+    summary: pd.DataFrame,
+    ranks: Sequence[int | None],
+    converged: dict[tuple[str, str], str],
+    nonfinite: dict[tuple[str, str], tuple[int, int]],
+) -> list[str]:
+    """Why each row has no rank: under-converged, or no value at all (every row non-finite,
+    or the metric undefined); empty for ranked rows."""
+    reasons = []
+    for i, (model, explainer) in enumerate(summary[["model", "explainer"]].itertuples(index=False)):
+        pair = _pair(model, explainer)
+        if pair in converged:
+            reasons.append(converged[pair])
+        elif ranks[i] is not None:
+            reasons.append("")
+        elif pair in nonfinite:
+            bad, total = nonfinite[pair]
+            reasons.append(f"not ranked: no value left ({bad} of {_rows(total)} excluded: {NONFINITE_REASON})")
+        else:
+            reasons.append("not ranked: no value (the metric is undefined for every row)")
+    return reasons
+
+
+def _unranked_notes(rows: Sequence[Row]) -> list[str]:
+    return [f"{row['explainer'].text} × {row['model'].text} {row.unranked}" for row in rows if row.unranked]
 
 
 def paper_attack_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -370,78 +604,147 @@ def paper_attack_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~has_rank_one | rank.isna() | (rank == 1)]
 
 
+ROBUSTNESS_COLUMNS = (  # metric, column key, title, tooltip (the attack's cells)
+    ("explanation_change_pct", "change", "expl. change %",
+     "mean change of the explanation, % of the original's (lower = more robust)"),
+    ("ssim", "ssim", "SSIM", "SSIM between the original and the corrupted image (higher = less visible)"),
+    ("confidence_drop_pct", "confidence_drop_pct", "conf. drop pp",
+     "drop of the predicted class's probability, percentage points"),
+)
+RANKED_METRIC = "explanation_change_pct"
+
+
+def _floor_columns(rows: pd.DataFrame, metrics: Sequence[str]) -> dict[str, str]:
+    """``metric -> noise_floor_<metric>`` for the shown metrics whose noise floor the rows
+    record (with at least one finite value: all-deterministic explainers show no column)."""
+    found = {}
+    for metric in metrics:
+        column = f"{NOISE_FLOOR}{metric}"
+        if column in rows.columns and np.isfinite(pd.to_numeric(rows[column], errors="coerce")).any():
+            found[metric] = column
+    return found
+
+
+def _floor_cells(estimates: list[Estimate], metric: str) -> list[Cell]:
+    cells = _estimate_cells(estimates, metric)
+    for cell in cells:
+        if cell.estimate is None or cell.estimate.missing:
+            cell.tooltip = "no noise floor: the explainer is deterministic (or its rows record none)"
+        else:
+            cell.tooltip = (
+                f"the metric between two clean explanations with independent random seeds; mean over "
+                f"{cell.estimate.n} images, 95 % bootstrap interval"
+            )
+    return cells
+
+
+def _flag_against_floor(cells: list[Cell], floors: Sequence[Estimate], metric: str) -> None:
+    higher = metric_higher_is_better(metric)
+    digits = METRIC_DIGITS.get(metric) or _digits([c.estimate for c in cells if c.estimate is not None])
+    for cell, floor in zip(cells, floors, strict=True):
+        if cell.estimate is not None:
+            cell.flag = noise_floor_flag(cell.estimate, floor, higher, digits)
+
+
 def robustness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
     """Per attack (eXIAA first): explainers × models ranked by explanation change at the
-    reference point, with the baseline's change, SSIM and confidence drop beside it."""
+    reference point, with the explainer's noise floor, the baseline's change, SSIM and
+    confidence drop beside it. Under-converged pairs are shown but not ranked."""
     frame = paper_attack_rows(suite.robustness)
-    if frame.empty or "attack" not in frame.columns or "explanation_change_pct" not in frame.columns:
+    if frame.empty or "attack" not in frame.columns or RANKED_METRIC not in frame.columns:
         return []
+    frame = mask_nonfinite(frame, [m for m, *_ in ROBUSTNESS_COLUMNS])
     attacks = list(dict.fromkeys(frame["attack"].dropna().astype(str)))
     main = [a for a in attacks if not suite.is_baseline(a)] or attacks
     baselines = [a for a in attacks if suite.is_baseline(a) and a not in main]
     main.sort(key=lambda a: (a != "exiaa", attacks.index(a)))
     gaps = completeness_gaps(frame)
+    gates = completeness_gates(frame)
+    converged = under_converged(frame)
     tables = []
+    keys = ["model", "explainer"]
     for attack in main:
         at_point, point = reference_rows(frame[frame["attack"] == attack], suite.reference)
-        keys = ["model", "explainer"]
+        shown = [m for m, *_ in ROBUSTNESS_COLUMNS]
+        floors = _floor_columns(at_point, shown)
         summary = summarize(
-            at_point, keys, ["explanation_change_pct", "ssim", "confidence_drop_pct"],
+            at_point, keys, [*shown, *floors.values()],
             seed=seed, resamples=resamples, tag=f"{suite.name}|{attack}",
         )
         if summary.empty:
             continue
         summary = summary.reset_index(drop=True)
+        pairs = list(summary[keys].itertuples(index=False, name=None))
+        used = [at_point]
         baseline_estimates: dict[str, list[Estimate]] = {}
+        baseline_floors: dict[str, list[Estimate]] = {}
         baseline_points = {}
         for baseline in baselines:
             base_rows, base_point = reference_rows(frame[frame["attack"] == baseline], point or suite.reference)
+            used.append(base_rows)
+            base_floor = _floor_columns(base_rows, [RANKED_METRIC]).get(RANKED_METRIC)
             base = summarize(
-                base_rows, keys, ["explanation_change_pct"], seed=seed, resamples=resamples,
-                tag=f"{suite.name}|{baseline}",
+                base_rows, keys, [RANKED_METRIC, *([base_floor] if base_floor else [])],
+                seed=seed, resamples=resamples, tag=f"{suite.name}|{baseline}",
             )
-            lookup = {
-                (r.model, r.explainer): r.explanation_change_pct for r in base.itertuples(index=False)
-            }
+            lookup = {(r["model"], r["explainer"]): r for _, r in base.iterrows()}
             baseline_estimates[baseline] = [
-                lookup.get((m, e), MISSING) for m, e in summary[keys].itertuples(index=False)
+                lookup[p][RANKED_METRIC] if p in lookup else MISSING for p in pairs
+            ]
+            baseline_floors[baseline] = [
+                lookup[p][base_floor] if p in lookup and base_floor else MISSING for p in pairs
             ]
             baseline_points[baseline] = base_point
         title = attack_title(attack)
+        several = len(floors) > 1
         columns = [
-            Column("rank", "rank", "rank of the explainer within its model: 1 = smallest explanation change (most robust)"),
+            Column("rank", "rank", "rank of the explainer within its model: 1 = smallest explanation change "
+                   f"(most robust); {UNRANKED} = not ranked (greyed, see the notes)"),
             Column("model", "model", numeric=False),
             Column("explainer", "explainer", numeric=False),
-            Column("change", f"{title}: expl. change %", "mean change of the explanation, % of the original's (lower = more robust)"),
         ]
-        for baseline in baselines:
-            columns.append(Column(
-                f"baseline:{baseline}", f"{attack_title(baseline)}: expl. change %",
-                f"the same at {point_text(baseline_points[baseline])} (baseline)",
-            ))
-        columns += [
-            Column("ssim", f"{title}: SSIM", "SSIM between the original and the corrupted image (higher = less visible)"),
-            Column("confidence_drop_pct", f"{title}: conf. drop pp", "drop of the predicted class's probability, percentage points"),
-            Column("images", "images", "number of original images"),
-        ]
-        ranks = _ranks_within_models(summary, "explanation_change_pct", higher_is_better=False)
-        change = _estimate_cells(list(summary["explanation_change_pct"]), "explanation_change_pct")
-        ssim = _estimate_cells(list(summary["ssim"]), "ssim") if "ssim" in summary else None
-        drop = _estimate_cells(list(summary["confidence_drop_pct"]), "confidence_drop_pct") if "confidence_drop_pct" in summary else None
-        base_cells = {b: _estimate_cells(v, "explanation_change_pct") for b, v in baseline_estimates.items()}
-        explainers = _flag_cells(summary, gaps)
+        cells: dict[str, list[Cell]] = {}
+        for metric, key, label, tooltip in ROBUSTNESS_COLUMNS:
+            if metric == "ssim":  # the baselines' change goes right after the attack's change
+                for baseline in baselines:
+                    columns.append(Column(
+                        f"baseline:{baseline}", f"{attack_title(baseline)}: expl. change %",
+                        f"the same at {point_text(baseline_points[baseline])} (baseline)",
+                    ))
+                    cells[f"baseline:{baseline}"] = _estimate_cells(baseline_estimates[baseline], RANKED_METRIC)
+                    if RANKED_METRIC in floors:
+                        _flag_against_floor(cells[f"baseline:{baseline}"], baseline_floors[baseline], RANKED_METRIC)
+            columns.append(Column(key, f"{title}: {label}", tooltip))
+            cells[key] = (
+                _estimate_cells(list(summary[metric]), metric) if metric in summary
+                else [Cell("–") for _ in pairs]
+            )
+            if metric in floors:
+                floor_key = f"noise_floor:{metric}"
+                columns.append(Column(
+                    floor_key, f"noise floor: {label}" if several else "noise floor",
+                    f"{METRIC_TITLES.get(metric, metric)} between two clean explanations of the same "
+                    "image with independent random seeds: the explainer's own randomness "
+                    "(– = deterministic explainer); ⚠ on the attack's cell = within this floor",
+                ))
+                cells[floor_key] = _floor_cells(list(summary[floors[metric]]), metric)
+                _flag_against_floor(cells[key], list(summary[floors[metric]]), metric)
+        columns.append(Column("images", "images", "number of original images"))
+        excluded = [p in converged for p in pairs]
+        ranks = _ranks_within_models(summary, RANKED_METRIC, higher_is_better=False, excluded=excluded)
+        scope = pd.concat(used, ignore_index=True) if len(used) > 1 else at_point
+        nonfinite = nonfinite_counts(scope)
+        reasons = _unranked_reasons(summary, ranks, converged, nonfinite)
+        explainers = _flag_cells(summary, gaps, gates, nonfinite)
         rows = []
         for i, record in summary.iterrows():
-            row = {
-                "rank": _rank_cell(ranks[i]),
+            row = Row({
+                "rank": _rank_cell(ranks[i], reasons[i]),
                 "model": Cell(str(record["model"]), sort=str(record["model"])),
                 "explainer": explainers[i],
-                "change": change[i],
-            }
-            for baseline in baselines:
-                row[f"baseline:{baseline}"] = base_cells[baseline][i]
-            row["ssim"] = ssim[i] if ssim else Cell("–")
-            row["confidence_drop_pct"] = drop[i] if drop else Cell("–")
+            }, unranked=reasons[i])
+            for column in columns[3:-1]:
+                row[column.key] = cells[column.key][i]
             row["images"] = Cell(str(int(record["images"])), sort=int(record["images"]))
             rows.append(row)
         rows.sort(key=lambda r: (r["model"].text, r["rank"].sort if r["rank"].sort is not None else math.inf))
@@ -450,13 +753,23 @@ def robustness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
             notes.append("the suite names no reference grid point: the largest α and top-k are used")
         elif any(not math.isclose(point.get(k, v), v) for k, v in suite.reference.items()):
             notes.append(f"the suite's reference {point_text(suite.reference)} is not on this attack's grid: the nearest point is used")
+        notes += _unranked_notes(rows)
+        notes += nonfinite_notes(scope)
+        notes += undefined_notes(scope, RANKED_METRIC, METRIC_TITLES[RANKED_METRIC])
+        for name, rows_of in [(attack, at_point), *zip(baselines, used[1:], strict=True)]:
+            note = pool_fallback_note(rows_of, f" of {attack_title(name)}")
+            if note:
+                notes.append(note)
+        caption = (
+            f"{title} at {point_text(point)}; ranked within each model by explanation change "
+            "(lower = more robust). Means over images with 95 % bootstrap intervals."
+        )
+        if floors:
+            caption += " " + NOISE_FLOOR_NOTE[0].upper() + NOISE_FLOOR_NOTE[1:] + "."
         tables.append(Table(
             id=f"robustness-{attack}",
             title=f"Robustness to {title}",
-            caption=(
-                f"{title} at {point_text(point)}; ranked within each model by explanation change "
-                "(lower = more robust). Means over images with 95 % bootstrap intervals."
-            ),
+            caption=caption,
             columns=columns,
             rows=rows,
             notes=notes,
@@ -487,6 +800,7 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
     frame = suite.faithfulness
     if frame.empty or not {"metric", "score"} <= set(frame.columns):
         return []
+    frame = mask_nonfinite(frame, ["score"])
     directions = metric_directions(frame)
     on = frame["on"].astype(str) if "on" in frame.columns else pd.Series("clean", index=frame.index)
     groups: list[tuple[str, str, pd.DataFrame, str]] = []
@@ -502,11 +816,13 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
                 f"explanations of the corrupted images ({attack_title(attack)} at {point_text(point)})",
             ))
     gaps = completeness_gaps(suite.robustness)
+    gates = completeness_gates(suite.robustness)
+    converged = under_converged(suite.robustness)
     tables = []
     for ident, title, rows, what in groups:
-        wide = rows.pivot_table(
-            index=["model", "explainer", "image_id"], columns="metric", values="score", aggfunc="mean"
-        )
+        # groupby, not pivot_table: a pair whose scores are all NaN keeps its row (shown, not dropped).
+        wide = rows.groupby(["model", "explainer", "image_id", "metric"])["score"].mean().unstack("metric")
+        wide.columns.name = None
         metrics = _metric_order([str(m) for m in wide.columns])
         wide = wide.reset_index()
         summary = summarize(
@@ -515,17 +831,22 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
         ).reset_index(drop=True)
         if summary.empty:
             continue
+        pairs = [_pair(m, e) for m, e in summary[["model", "explainer"]].itertuples(index=False)]
+        excluded = [p in converged for p in pairs]
         metric_ranks = {
-            m: _ranks_within_models(summary, m, directions.get(m, True)) for m in metrics
+            m: _ranks_within_models(summary, m, directions.get(m, True), excluded) for m in metrics
         }
         mean_rank = [
             float(np.mean(r)) if (r := [metric_ranks[m][i] for m in metrics if metric_ranks[m][i] is not None]) else math.nan
             for i in range(len(summary))
         ]
         summary["_mean_rank"] = [Estimate(v, v, v, 1) if math.isfinite(v) else MISSING for v in mean_rank]
-        overall = _ranks_within_models(summary, "_mean_rank", higher_is_better=False)
+        overall = _ranks_within_models(summary, "_mean_rank", higher_is_better=False, excluded=excluded)
+        nonfinite = nonfinite_counts(rows)
+        reasons = _unranked_reasons(summary, overall, converged, nonfinite)
         columns = [
-            Column("rank", "rank", "rank within the model by the mean of the per-metric ranks"),
+            Column("rank", "rank", "rank within the model by the mean of the per-metric ranks; "
+                   f"{UNRANKED} = not ranked (greyed, see the notes)"),
             Column("model", "model", numeric=False),
             Column("explainer", "explainer", numeric=False),
         ]
@@ -540,14 +861,14 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
             Column("images", "images", "number of images"),
         ]
         cells = {m: _estimate_cells(list(summary[m]), m) for m in metrics}
-        explainers = _flag_cells(summary, gaps)
+        explainers = _flag_cells(summary, gaps, gates, nonfinite)
         table_rows = []
         for i, record in summary.iterrows():
-            row = {
-                "rank": _rank_cell(overall[i]),
+            row = Row({
+                "rank": _rank_cell(overall[i], reasons[i]),
                 "model": Cell(str(record["model"]), sort=str(record["model"])),
                 "explainer": explainers[i],
-            }
+            }, unranked=reasons[i])
             for metric in metrics:
                 cell = cells[metric][i]
                 if metric_ranks[metric][i] is not None:
@@ -560,6 +881,11 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
             row["images"] = Cell(str(int(record["images"])), sort=int(record["images"]))
             table_rows.append(row)
         table_rows.sort(key=lambda r: (r["model"].text, r["rank"].sort if r["rank"].sort is not None else math.inf))
+        notes = _unranked_notes(table_rows) + nonfinite_notes(rows)
+        notes += undefined_notes(rows, "score", "score")
+        note = pool_fallback_note(rows)
+        if note:
+            notes.append(note)
         tables.append(Table(
             id=f"faithfulness-{ident}",
             title=title,
@@ -570,6 +896,7 @@ def faithfulness_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]
             ),
             columns=columns,
             rows=table_rows,
+            notes=notes,
         ))
     return tables
 

@@ -37,6 +37,7 @@ class RunInfo:
     models: dict[str, str] = field(default_factory=dict)  # label -> pretrained_source
     rows: int = 0
     from_manifest: bool = False
+    convergence: list[dict[str, Any]] = field(default_factory=list)  # per model × explainer
 
 
 @dataclass
@@ -146,6 +147,7 @@ def _run_info(folder: Path, run_id: str, rows: pd.DataFrame, manifest: dict[str,
             str(label): str((meta or {}).get("pretrained_source", ""))
             for label, meta in (manifest.get("models") or {}).items()
         }
+        info.convergence = convergence_records(manifest.get("convergence"))
         return info
     # No manifest for this run (copied parts): what the rows themselves record.
     info.seed = _first_value(rows, "seed")
@@ -160,6 +162,36 @@ def _run_info(folder: Path, run_id: str, rows: pd.DataFrame, manifest: dict[str,
         for label, group in rows.groupby("model"):
             info.models[str(label)] = str(_first_value(group, "pretrained_source") or "")
     return info
+
+
+_RECORD_KEYS = {"gate", "param", "trials", "converged", "requested", "chosen", "median_gap"}
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, dict) and bool(_RECORD_KEYS & set(value))
+
+
+def convergence_records(entry: Any) -> list[dict[str, Any]]:
+    """A manifest's ``convergence`` entry as one record per model × explainer.
+
+    Accepted shapes: ``{model: {explainer: record}}``, ``{"<model>|<explainer>": record}`` or
+    ``[{"model": …, "explainer": …, **record}]``; a record is what
+    ``runner.convergence.choose`` returns (``gate``, ``param``, ``requested``, ``chosen``,
+    ``trials``, ``converged``) or any flat dict (``n_steps``, ``median_gap``, …).
+    """
+    out: list[dict[str, Any]] = []
+    if isinstance(entry, list):
+        out = [dict(item) for item in entry if isinstance(item, dict)]
+    elif isinstance(entry, dict):
+        for key, value in entry.items():
+            if _is_record(value):
+                model, _, explainer = str(key).partition("|")
+                out.append({"model": model, "explainer": explainer, **value})
+            elif isinstance(value, dict):
+                for explainer, record in value.items():
+                    if isinstance(record, dict):
+                        out.append({"model": str(key), "explainer": str(explainer), **record})
+    return out
 
 
 def _largest_point(robustness: pd.DataFrame) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .aggregate import COMPLETENESS_GAP_LIMIT, Table
+from .aggregate import COMPLETENESS_GAP_LIMIT, UNRANKED, Table
 from .site import Leaderboard
 
 _SPECIAL = re.compile(r"([\\`*|~])")
@@ -24,7 +24,8 @@ def escape(text: str) -> str:
 
 
 def table_markdown(table: Table) -> str:
-    """One table, its caption and the footnotes of its ⚠ flags."""
+    """One table, its caption and notes, and the footnotes of its ⚠ flags; a row that is shown
+    but not ranked has ⊘ for its rank and its reason in the notes (else under the table)."""
     lines = [f"### {escape(table.title)}", "", escape(table.caption), ""]
     lines += [f"> ⚠ {escape(note)}" for note in table.notes]
     if table.notes:
@@ -32,19 +33,27 @@ def table_markdown(table: Table) -> str:
     lines.append("| " + " | ".join(escape(c.title) for c in table.columns) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
     flags = []
+    unranked = []
     for row in table.rows:
+        model = row["model"].text if "model" in row else ""
+        explainer = row["explainer"].text if "explainer" in row else ""
+        who = " × ".join(escape(t) for t in (model, explainer) if t)
         cells = []
         for column in table.columns:
             cell = row[column.key]
             text = escape(cell.full)
             if cell.flag:
                 text += " ⚠"
-                flags.append(f"⚠ {escape(row['model'].text)} × {escape(cell.text)}: {escape(cell.flag)}")
+                where = who if column.key in ("model", "explainer") else f"{who}, {escape(column.title)}"
+                flags.append(f"⚠ {where or escape(cell.text)}: {escape(cell.flag)}")
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
-    if flags:
+        reason = getattr(row, "unranked", "")
+        if reason and not any(reason in note for note in table.notes):  # else the note says it
+            unranked.append(f"{UNRANKED} {who}: {escape(reason)}")
+    if flags or unranked:
         lines.append("")
-        lines += [f"- {flag}" for flag in dict.fromkeys(flags)]
+        lines += [f"- {line}" for line in dict.fromkeys(unranked + flags)]
     return "\n".join(lines)
 
 
@@ -69,6 +78,8 @@ def render_markdown(board: Leaderboard) -> str:
     out.append(
         f"Means over images (rows of one image averaged first) with 95 % percentile bootstrap "
         f"intervals ({board.resamples} resamples of the images, seed {board.seed}); ranks within "
-        f"each model; ⚠ = median completeness gap above {COMPLETENESS_GAP_LIMIT}."
+        f"each model; ⚠ = a flag, explained under its table (e.g. a median completeness gap above the "
+        f"pair's gate, the rows' max_completeness_gap, else {COMPLETENESS_GAP_LIMIT}); {UNRANKED} = shown "
+        "but not ranked (under-converged, or no value), the reason under the table."
     )
     return "\n".join(out) + "\n"

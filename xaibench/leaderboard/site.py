@@ -26,6 +26,7 @@ from .aggregate import (
     COMPLETENESS_GAP_LIMIT,
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
+    Row,
     Table,
     attack_title,
     faithfulness_tables,
@@ -73,6 +74,7 @@ class SuiteView:
     examples: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     weights: list[dict[str, str]] = field(default_factory=list)
+    convergence: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -122,7 +124,8 @@ def _counts(suite: SuiteResults) -> str:
 def _table_view(table: Table) -> TableView:
     return TableView(
         anchor=slugify(table.id, length=32), title=table.title, caption=table.caption,
-        columns=table.columns, rows=table.rows, notes=table.notes,
+        columns=table.columns, rows=[row if isinstance(row, Row) else Row(row) for row in table.rows],
+        notes=table.notes,
     )
 
 
@@ -333,6 +336,56 @@ def _weights(runs: list[RunInfo]) -> list[dict[str, str]]:
     ]
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.3g}" if np.isfinite(value) else "–"
+    return str(value)
+
+
+_CONVERGENCE_SHOWN = {"model", "explainer", "gate", "param", "requested", "chosen", "trials", "converged", "median_gap"}
+
+
+def _convergence(runs: list[RunInfo]) -> list[dict[str, str]]:
+    """The manifests' ``convergence`` records (the steps chosen per model × explainer and
+    the median completeness gap measured), one line each."""
+    several = len({run.run_id for run in runs}) > 1
+    out = []
+    for run in runs:
+        for record in run.convergence:
+            trials = [t for t in record.get("trials") or [] if isinstance(t, dict)]
+            param = record.get("param")
+            setting = "–"
+            if param and ("chosen" in record or "requested" in record):
+                requested, chosen = record.get("requested"), record.get("chosen", record.get("requested"))
+                setting = (
+                    f"{param} = {_number(chosen)}" if requested in (None, chosen)
+                    else f"{param}: {_number(requested)} → {_number(chosen)}"
+                )
+            gap = record.get("median_gap", trials[-1].get("median_gap") if trials else None)
+            converged = record.get("converged")
+            details = [
+                f"{key} = {_number(value)}" for key, value in record.items()
+                if key not in _CONVERGENCE_SHOWN and not isinstance(value, dict | list)
+            ]
+            if len(trials) > 1:
+                details.append("tried: " + ", ".join(
+                    " ".join(f"{k} {_number(v)}" for k, v in t.items()) for t in trials
+                ))
+            out.append({
+                "model": str(record.get("model", "")),
+                "explainer": str(record.get("explainer", "")),
+                "setting": setting,
+                "gap": _number(gap),
+                "gate": _number(record.get("gate")),
+                "converged": "–" if converged is None else ("yes" if converged else "no: shown greyed, not ranked"),
+                "details": "; ".join(details),
+                "run": run.run_id if several else "",
+            })
+    return out
+
+
 def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
@@ -401,6 +454,7 @@ def build_site(
             examples=_examples(suite, assets, examples),
             runs=[_run_view(run) for run in suite.runs],
             weights=_weights(suite.runs),
+            convergence=_convergence(suite.runs),
         ))
     written = {Path(f.path).name for v in views for f in v.figures}
     written |= {Path(i["path"]).name for v in views for e in v.examples for i in e["images"]}

@@ -22,7 +22,9 @@ from .aggregate import (
     attack_title,
     bootstrap_mean,
     metric_directions,
+    nonfinite_notes,
     summarize,
+    undefined_notes,
 )
 
 
@@ -115,6 +117,7 @@ def model_comparison_tables(suite: Any, *, seed: int, resamples: int) -> list[Ta
         ),
         columns=columns,
         rows=rows,
+        notes=nonfinite_notes(frame) + undefined_notes(frame, "score", "score"),
     )]
 
 
@@ -266,6 +269,8 @@ def sensitivity_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
                     f"Mean {METRIC_TITLES.get(metric, metric)} spread: {base} {np.mean(a):.3f}, "
                     f"{other} {np.mean(b):.3f} ({base} / {other} = {np.mean(a) / np.mean(b):.2f}×)."
                 )
+    labels = set(sens["explainer"].astype(str))
+    used = faith[faith["explainer"].astype(str).isin(labels)] if not faith.empty else faith
     return [Table(
         id="sensitivity",
         title="Sensitivity to hyperparameters",
@@ -277,6 +282,7 @@ def sensitivity_tables(suite: Any, *, seed: int, resamples: int) -> list[Table]:
         ).strip(),
         columns=columns,
         rows=rows,
+        notes=nonfinite_notes(sens) + nonfinite_notes(used),
     )]
 
 
@@ -344,6 +350,7 @@ def ablation_tables(suite: Any, *, seed: int, resamples: int, metric: str = "exp
                 row["position"] = Cell(f"{order.index(1) + 1} of {len(order)}", sort=order.index(1) + 1)
                 rows.append(row)
         if rows:
+            used = frame[frame["attack"].isin(multi)]
             tables.append(Table(
                 id="ablation-source-class",
                 title="Ablation: running-up class vs other classes",
@@ -355,6 +362,7 @@ def ablation_tables(suite: Any, *, seed: int, resamples: int, metric: str = "exp
                 ),
                 columns=columns,
                 rows=rows,
+                notes=nonfinite_notes(used) + undefined_notes(used, metric, METRIC_TITLES.get(metric, metric)),
             ))
     if "attack_image_rank" in frame.columns and "attack_params" in frame.columns:
         params = frame.drop_duplicates("attack")[["attack", "attack_params"]]
@@ -395,6 +403,7 @@ def ablation_tables(suite: Any, *, seed: int, resamples: int, metric: str = "exp
                     "difference": cells[2],
                 })
         if rows:
+            used = frame[frame["attack"].isin({a for pair in pairs for a in pair})]
             tables.append(Table(
                 id="ablation-attack-image-rank",
                 title="Ablation: most confident vs lower-ranked attack images",
@@ -413,5 +422,6 @@ def ablation_tables(suite: Any, *, seed: int, resamples: int, metric: str = "exp
                     Column("difference", "top − lower", "paired per image; 95 % interval"),
                 ],
                 rows=rows,
+                notes=nonfinite_notes(used) + undefined_notes(used, metric, METRIC_TITLES.get(metric, metric)),
             ))
     return tables

@@ -33,6 +33,8 @@ table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; color: va
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.rank { font-weight: 700; text-align: center; }
 tbody tr:hover { background: #f7fafc; }
+tr.unranked td, tr.unranked .ci { color: #9aa6ae; }
+tr.unranked td.rank { font-weight: 400; cursor: help; }
 .ci { color: var(--muted); font-size: 12px; }
 .flag { color: var(--warn); cursor: help; margin-left: 4px; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 18px; align-items: start; }
@@ -141,7 +143,7 @@ PAGE = """<!DOCTYPE html>
     {% for column in table.columns %}<th scope="col" data-key="{{ column.key }}" data-type="{{ 'number' if column.numeric else 'text' }}" title="{{ column.tooltip }}">{{ column.title }}</th>{% endfor %}
     </tr></thead>
     <tbody>
-    {% for row in table.rows %}<tr>
+    {% for row in table.rows %}<tr{% if row.unranked %} class="unranked" title="{{ row.unranked }}"{% endif %}>
       {% for column in table.columns %}{% set cell = row[column.key] %}<td class="{{ 'rank' if column.key == 'rank' else ('num' if column.numeric else '') }}" data-sort="{{ '' if cell.sort is none else cell.sort }}"{% if cell.tooltip %} title="{{ cell.tooltip }}"{% endif %}>{{ cell.text }}{% if cell.detail %} <span class="ci">{{ cell.detail }}</span>{% endif %}{% if cell.flag %}<span class="flag" title="{{ cell.flag }}" aria-label="{{ cell.flag }}">⚠</span>{% endif %}</td>{% endfor %}
     </tr>
     {% endfor %}
@@ -205,6 +207,21 @@ PAGE = """<!DOCTYPE html>
   {% endfor %}
   </ul>
   {% endif %}
+  {% if suite.convergence %}
+  <p class="muted">Convergence of the explainers with a completeness gate (chosen per model before the run):</p>
+  <div class="table-wrap">
+  <table class="provenance convergence">
+    <thead><tr><th>model</th><th>explainer</th><th>setting</th><th>median gap</th><th>gate</th><th>converged</th><th>details</th><th>run</th></tr></thead>
+    <tbody>
+    {% for entry in suite.convergence %}<tr>
+      <td>{{ entry.model }}</td><td>{{ entry.explainer }}</td><td>{{ entry.setting }}</td><td>{{ entry.gap }}</td>
+      <td>{{ entry.gate }}</td><td>{{ entry.converged }}</td><td>{{ entry.details }}</td><td>{{ entry.run }}</td>
+    </tr>
+    {% endfor %}
+    </tbody>
+  </table>
+  </div>
+  {% endif %}
   <details>
     <summary class="muted">Full environment of each run</summary>
     {% for run in suite.runs %}
@@ -224,7 +241,9 @@ PAGE = """<!DOCTYPE html>
   Means are over images (the rows of one image are averaged first); brackets are 95 % percentile
   bootstrap intervals from {{ resamples }} resamples of the images (seed {{ seed }}). Ranks are
   within each model; ⚠ marks explainer × model pairs whose median completeness gap exceeds
-  {{ gap_limit }}. Built with xaibench {{ version }}; see docs/leaderboard.md.
+  their gate (the rows' max_completeness_gap, else {{ gap_limit }}): such pairs are greyed and
+  not ranked (⊘), as are pairs with no value; the notes under a table say which and why.
+  Built with xaibench {{ version }}; see docs/leaderboard.md.
 </footer>
 <script>{{ script }}</script>
 </body>

@@ -1,9 +1,16 @@
-"""Summary tables: mean ± std per model × explainer × attack × grid point."""
+"""Summary tables: mean ± std per model × explainer × attack × grid point.
+
+Rows whose explanations had non-finite entries (``nonfinite_fraction > 0``) carry NaN metrics
+and are left out of the means; the tables count them (``excluded``) and say why.
+"""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 GROUP_KEYS = ("suite", "model", "explainer", "attack", "alpha", "topk")
@@ -18,8 +25,20 @@ SUMMARY_METRICS = (
 )
 
 
+NONFINITE = "nonfinite_fraction"
+NONFINITE_REASON = "the explainer returned non-finite attributions (NaN/inf)"
+
+
+def _nonfinite(frame: pd.DataFrame) -> pd.Series:
+    """Per row: whether its explanations had non-finite entries (False where not recorded)."""
+    if NONFINITE not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0
+
+
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per group with ``<metric>_mean``, ``<metric>_std`` and ``n`` (rows)."""
+    """One row per group with ``<metric>_mean``, ``<metric>_std``, ``n`` (rows) and
+    ``excluded`` (rows left out of the means for non-finite attributions)."""
     keys = [k for k in GROUP_KEYS if k in frame.columns]
     metrics = [m for m in SUMMARY_METRICS if m in frame.columns]
     if not keys or not metrics:
@@ -28,8 +47,22 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     table = grouped[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table["n"] = grouped.size()
+    table["excluded"] = _nonfinite(frame).groupby([frame[k] for k in keys], dropna=False, sort=True).sum()
     table["images"] = grouped["image_id"].nunique() if "image_id" in frame.columns else table["n"]
     return table.reset_index()
+
+
+def _excluded_line(summary: pd.DataFrame) -> str | None:
+    if "excluded" not in summary.columns:
+        return None
+    total = int(summary["excluded"].sum())
+    if not total:
+        return None
+    groups = int((summary["excluded"] > 0).sum())
+    return (
+        f"[yellow]⚠ {total} row{'s' if total != 1 else ''} in {groups} group{'s' if groups != 1 else ''} "
+        f"excluded from the means ('excluded' column): {NONFINITE_REASON}[/yellow]"
+    )
 
 
 def _cell(mean: float, std: float, digits: int = 2) -> str:
@@ -61,30 +94,50 @@ def render_summary(summary: pd.DataFrame, console: Console, *, title: str = "Sum
     for _, header, _ in shown:
         table.add_column(header, justify="right")
     table.add_column("n", justify="right")
+    excluded = _excluded_line(summary)
+    if excluded:
+        table.add_column("excluded", justify="right")
     for _, row in summary.iterrows():
         cells = [str(row[k]) if not isinstance(row[k], float) else f"{row[k]:g}" for k in keys]
         cells += [_cell(row[f"{m}_mean"], row[f"{m}_std"], d) for m, _, d in shown]
         cells.append(str(int(row["n"])))
+        if excluded:
+            cells.append(str(int(row["excluded"])))
         table.add_row(*cells)
     console.print(table)
+    if excluded:
+        console.print(excluded)
 
 
 FAITHFULNESS_KEYS = ("suite", "model", "explainer", "on", "metric")
 
 
-def summarize_faithfulness(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize_faithfulness(frame: pd.DataFrame, robustness: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean ± std of each faithfulness metric per model × explainer (clean and attacked),
-    with the explainer's throughput and its rank per metric (1 = best)."""
+    with the explainer's throughput, its rank per metric (1 = best; none when every row was
+    excluded) and ``excluded`` (rows left out for non-finite attributions). With the
+    ``robustness`` rows, a pair whose median completeness gap exceeds its gate is not ranked
+    (``unranked`` holds why), as on the leaderboard."""
     keys = [k for k in FAITHFULNESS_KEYS if k in frame.columns]
     grouped = frame.groupby(keys, dropna=False, sort=True)
     table = grouped["score"].agg(["mean", "std"]).rename(columns={"mean": "score_mean", "std": "score_std"})
+    table["excluded"] = _nonfinite(frame).groupby([frame[k] for k in keys], dropna=False, sort=True).sum()
     table["images"] = grouped["image_id"].nunique()
     table["higher_is_better"] = grouped["higher_is_better"].first()
     if "explainer_images_per_s" in frame.columns:
         table["images_per_s"] = grouped["explainer_images_per_s"].mean()
     table = table.reset_index()
+    table["unranked"] = ""
+    if robustness is not None and not robustness.empty and {"model", "explainer"} <= set(table.columns):
+        from ..leaderboard.aggregate import under_converged
+
+        reasons = under_converged(robustness)
+        table["unranked"] = [
+            reasons.get((str(m), str(e)), "") for m, e in table[["model", "explainer"]].itertuples(index=False)
+        ]
     rank_keys = [k for k in ("suite", "model", "on", "metric") if k in table.columns]
     signed = table["score_mean"].where(table["higher_is_better"].astype(bool), -table["score_mean"])
+    signed = signed.where(table["unranked"] == "")
     table["rank"] = signed.groupby([table[k] for k in rank_keys]).rank(ascending=False, method="min")
     return table
 
@@ -93,19 +146,33 @@ def render_faithfulness(summary: pd.DataFrame, console: Console, *, title: str =
     if summary.empty:
         return
     table = Table(title=title, header_style="bold")
-    for header in ("model", "explainer", "on", "metric", "score", "rank", "images/s", "n"):
-        table.add_column(header, justify="right" if header in ("score", "rank", "images/s", "n") else "left")
+    excluded = _excluded_line(summary)
+    headers = ["model", "explainer", "on", "metric", "score", "rank", "images/s", "n"]
+    if excluded:
+        headers.append("excluded")
+    for header in headers:
+        table.add_column(header, justify="right" if header in ("score", "rank", "images/s", "n", "excluded") else "left")
     ordered = summary.sort_values([c for c in ("model", "on", "metric", "rank") if c in summary.columns])
     for _, row in ordered.iterrows():
         arrow = "↑" if row["higher_is_better"] else "↓"
-        table.add_row(
+        rank = row["rank"]
+        cells = [
             str(row.get("model", "")),
             str(row.get("explainer", "")),
             str(row.get("on", "")),
             f"{row['metric']} {arrow}",
             _cell(row["score_mean"], row["score_std"], 4),
-            str(int(row["rank"])),
+            "⊘" if row.get("unranked") else ("–" if pd.isna(rank) or not math.isfinite(rank) else str(int(rank))),
             f"{row['images_per_s']:.2f}" if "images_per_s" in row and pd.notna(row["images_per_s"]) else "–",
             str(int(row["images"])),
-        )
+        ]
+        if excluded:
+            cells.append(str(int(row["excluded"])))
+        table.add_row(*cells)
     console.print(table)
+    if excluded:
+        console.print(excluded)
+    if "unranked" in summary.columns:
+        pairs = summary[summary["unranked"] != ""].drop_duplicates(["model", "explainer"])
+        for _, row in pairs.iterrows():
+            console.print(f"[yellow]⊘ {escape(str(row['explainer']))} × {escape(str(row['model']))} {escape(row['unranked'])}[/yellow]")
