@@ -9,13 +9,14 @@ classes. ``epsilon`` is the step size in pixel units (images in ``[0, 1]``; 0.05
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import explainers
-from ..types import Classifier, Explainer, image_seeds
+from ..types import Classifier, Explainer, explanation_seeds
 from ._common import finish, prepare
 
 CLASS_PRESETS = ("reference", "sampled", "spaced")
@@ -47,13 +48,18 @@ class AGIExplainer(Explainer):
     non-cumulative path ``x'_{k+1} = clip(x + ε·sign ∇p_t(x'_k))`` with ``d = x'_{k+1} − x``.
     ``path="cumulative"`` walks ``x'_{k+1} = clip(x'_k + ε·sign ∇p_t(x'_k))`` with
     ``d = x'_{k+1} − x'_k`` (the paper's path integral). ``classes`` is one of
-    ``"reference"``, ``"sampled"`` (``topk`` random non-predicted classes per image, seeded by
-    ``image_seeds(x, c, seed)``), ``"spaced"`` (ids ``0, s, 2s, …`` with
+    ``"reference"``, ``"sampled"`` (``topk`` random classes other than the explained one per
+    image, seeded by ``explanation_seeds(x, c, seed, noise_ids)``: from the id the caller
+    passes — images with the same id draw the same classes — else from the image's content),
+    ``"spaced"`` (ids ``0, s, 2s, …`` with
     ``s = num_classes // topk``, the predicted class skipped, as in ``pd90506/AGI``), or an
     explicit list of class ids (the predicted class skipped).
 
-    ``explained_class="predicted"`` (the reference) integrates the gradient of the predicted
-    class and ignores the ``target`` passed to ``explain``; ``"target"`` uses ``target``. A row
+    ``explained_class="predicted"`` (the default: the AGI and AttEXplore reference code, whose
+    entry point explains the model's prediction) integrates the gradient of the predicted
+    class and ignores the ``target`` passed to ``explain``; ``"target"`` explains ``target``
+    (its gradient is integrated and the class list avoids it) — what a caller that needs the
+    explanation of a given class, e.g. eXIAA's ``E(x̄, y_r)``, must ask for. A row
     stops accumulating (computing continues) once its iterate is classified as its class ``t``;
     the loop ends early only when every row of a chunk has stopped. Cost per image: at most
     ``topk·max_iter`` forward rows and twice that many backward rows (two vector-Jacobian
@@ -123,12 +129,19 @@ class AGIExplainer(Explainer):
         self.classes = class_param
         self.path = path
         self.explained_class = explained_class
+        # Random only when the classes are sampled per image (the runner then measures its noise floor).
+        self.is_random = self.classes == "sampled"
         self.seed = int(seed)
         self.classes_batch_size = None if classes_batch_size is None else int(classes_batch_size)
         self.num_classes = num_classes
 
-    def class_table(self, x01: Tensor, explained: Tensor) -> tuple[Tensor, Tensor]:
-        """``B×K`` false classes and a ``B×K`` mask of the ones to integrate (CPU ``long``/bool)."""
+    def class_table(
+        self, x01: Tensor, explained: Tensor, noise_ids: Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``B×K`` false classes and a ``B×K`` mask of the ones to integrate (CPU ``long``/bool).
+
+        ``noise_ids`` (``"sampled"`` only): one id per image; the same id draws the same classes.
+        """
         c = explained.detach().cpu().long()
         b, n = c.shape[0], self.num_classes
         if self.classes == "reference":
@@ -140,7 +153,7 @@ class AGIExplainer(Explainer):
         if self.classes == "sampled":
             k = min(self.topk, n - 1)
             rows = []
-            for seed, ci in zip(image_seeds(x01, c, self.seed), c.tolist(), strict=True):
+            for seed, ci in zip(explanation_seeds(x01, c, self.seed, noise_ids), c.tolist(), strict=True):
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 pick = torch.randperm(n - 1, generator=generator)[:k]
                 rows.append(pick + (pick >= ci).long())  # skip the explained class
@@ -153,14 +166,14 @@ class AGIExplainer(Explainer):
         table = listed.unsqueeze(0).expand(b, -1)
         return table, table != c.unsqueeze(1)
 
-    def explain(self, x01: Tensor, target: Tensor) -> Tensor:
+    def explain(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
         x, t = prepare(self.classifier, x01, target)
         if self.explained_class == "predicted":
             with torch.no_grad():
                 c = self.classifier(x).argmax(dim=1)
         else:
             c = t
-        table, valid = self.class_table(x01, c)
+        table, valid = self.class_table(x01, c, noise_ids)
         table, valid = table.to(x.device), valid.to(x.device)
         b, k = table.shape
         per_pass = min(k, self.classes_batch_size or k)

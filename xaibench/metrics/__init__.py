@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from . import faithfulness, robustness  # noqa: F401  (registration side effects)
 from .faithfulness import (
+    INFD_PERTURBATIONS,
+    YEH_SQUARE_SIZES,
     Deletion,
     Infidelity,
     Insertion,
     MifLifArea,
     infidelity_perturbations,
+    square_placements,
 )
 from .perturbation import blur, pixel_scores, rank_pixels, rise_kernel
 from .robustness import (
@@ -23,6 +26,8 @@ from .robustness import (
 from .ssim import ssim
 
 __all__ = [
+    "INFD_PERTURBATIONS",
+    "YEH_SQUARE_SIZES",
     "ConfidenceDropPct",
     "Deletion",
     "ExplanationChangePct",
@@ -39,5 +44,6 @@ __all__ = [
     "pixel_scores",
     "rank_pixels",
     "rise_kernel",
+    "square_placements",
     "ssim",
 ]

@@ -217,49 +217,197 @@ class Insertion(_CausalMetric):
 # INFD (Yeh et al. 2019)
 # --------------------------------------------------------------------------------------
 
+#: The perturbation distributions of ``Infidelity`` (``perturbation=``).
+INFD_PERTURBATIONS = ("gaussian", "noisy_baseline", "square_removal")
+
+#: Yeh et al.'s square side lengths in pixels: ``rads = np.arange(10) + 1`` in
+#: ``get_exp_infid`` of their code (chihkuanyeh/saliency_evaluation, 28×28 MNIST).
+YEH_SQUARE_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+
 
 def infidelity_perturbations(seed: int, count: int, shape: Sequence[int], sigma: float) -> Tensor:
     """The ``count`` perturbations ``I`` of one image: ``sigma·N(0, 1)`` float32 on the CPU.
 
     Drawn one ``C×H×W`` sample at a time from ``torch.Generator().manual_seed(seed)``, so
-    sample ``j`` never depends on how the samples are chunked. ``Infidelity`` draws exactly
-    this sequence (lazily); tests use this function to build captum's perturbation bank.
+    sample ``j`` never depends on how the samples are chunked. ``Infidelity`` (with its
+    default ``perturbation="gaussian"``) draws exactly this sequence (lazily); tests use this
+    function to build captum's perturbation bank. ``Infidelity.draws`` gives the draws of
+    every perturbation.
     """
     generator = torch.Generator().manual_seed(int(seed))
     return torch.stack([torch.randn(tuple(shape), generator=generator) * sigma for _ in range(count)])
+
+
+def square_placements(height: int, width: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """``(size, number of positions)`` of each square size that fits in ``height × width``.
+
+    The placements are numbered size by size, then row by row, then column by column — the
+    order of Yeh et al.'s ``get_imageset`` loops — and ``Infidelity`` draws one uniformly.
+    """
+    return [(s, (height - s + 1) * (width - s + 1)) for s in sizes if s <= height and s <= width]
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0.0 < value < math.inf):
+        raise ConfigError(f"infidelity: {name} must be a positive number (pixel units), got {value!r}")
+    return float(value)
 
 
 @metrics.register("infidelity", aliases=("infd",))
 class Infidelity(FaithfulnessMetric):
     """INFD: ``E_I[(Iᵀa − (f(x) − f(x − I)))²]``, ``f`` the target logit (Yeh et al. 2019).
 
-    ``I`` is Gaussian noise with standard deviation ``sigma`` in pixel units (no clipping:
-    ``x − I`` may leave [0, 1] by a few σ), ``n_perturb_samples`` draws per image from a
-    generator seeded with the image's seed. ``normalize=True`` (default) is Yeh's optimally
-    scaled, scale-invariant variant (captum's ``normalize``): ``a`` is rescaled by
-    ``β = Σ(Iᵀa)Δf / Σ(Iᵀa)²`` first (β = 0 when every ``Iᵀa`` is 0). Equal to
-    ``captum.metrics.infidelity`` given the same draws. ``higher_is_better = False``.
+    ``perturbation`` chooses the distribution of ``I`` (each draw comes from a generator
+    seeded with the image's seed, one sample after the other):
+
+    * ``"gaussian"`` (default, the spec): ``I = sigma·N(0, 1)`` per entry, pixel units, no
+      clipping (``x − I`` may leave [0, 1] by a few σ).
+    * ``"noisy_baseline"`` (Yeh et al.'s noisy baseline): the perturbed image is
+      ``x̃ = clip(baseline_sigma·N(0, 1), 0, 1)`` per entry — independent of ``x`` — and
+      ``I = x − x̃``. This is their code's ``set_zero_infid`` with every pixel perturbed:
+      ``I = clip(x + 0.2·z, x − 1, x)``, i.e. ``x − I = clip(−0.2·z, 0, 1)``.
+    * ``"square_removal"`` (Yeh et al.'s square removal): one square (all channels) is set
+      to ``square_value``; its side and position are drawn uniformly among all placements of
+      the ``square_sizes`` that fit (Yeh enumerates all of them with equal weight; sizes
+      larger than the image are left out). ``I = x − x̃`` for raw attributions; when the
+      explainer declares ``multiplies_by_inputs`` (``a`` already holds the input factor),
+      ``I`` is the square's indicator, as Yeh's code pairs a binary ``I`` with the
+      explanation times the input (``binary_I``).
+
+    ``normalize=True`` (default) is Yeh's optimally scaled, scale-invariant variant (captum's
+    ``normalize``): ``a`` is rescaled by ``β = Σ(Iᵀa)Δf / Σ(Iᵀa)²`` first (β = 0 when every
+    ``Iᵀa`` is 0). Equal to ``captum.metrics.infidelity`` given the same ``(I, x̃)`` draws.
+    ``higher_is_better = False``.
     """
 
     name = "infidelity"
     higher_is_better = False
 
-    def __init__(self, n_perturb_samples: int = 32, sigma: float = 0.01, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        n_perturb_samples: int = 32,
+        sigma: float = 0.01,
+        normalize: bool = True,
+        perturbation: str = "gaussian",
+        baseline_sigma: float = 0.2,
+        square_sizes: Sequence[int] = YEH_SQUARE_SIZES,
+        square_value: float = 0.0,
+    ) -> None:
         self.n_perturb_samples = check_positive_int(self.name, "n_perturb_samples", n_perturb_samples)
-        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not (0.0 < sigma < math.inf):
-            raise ConfigError(f"infidelity: sigma must be a positive number (pixel units), got {sigma!r}")
+        self.sigma = _positive("sigma", sigma)
         if not isinstance(normalize, bool):
             raise ConfigError(f"infidelity: normalize must be true or false, got {normalize!r}")
-        self.sigma = float(sigma)
         self.normalize = normalize
+        if perturbation not in INFD_PERTURBATIONS:
+            raise ConfigError(
+                f"infidelity: perturbation must be one of {', '.join(map(repr, INFD_PERTURBATIONS))}, "
+                f"got {perturbation!r}"
+            )
+        self.perturbation = perturbation
+        self.baseline_sigma = _positive("baseline_sigma", baseline_sigma)
+        if (
+            isinstance(square_sizes, str | bytes)
+            or not isinstance(square_sizes, Sequence)
+            or not square_sizes
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in square_sizes)
+            or len(set(square_sizes)) != len(square_sizes)
+        ):
+            raise ConfigError(
+                f"infidelity: square_sizes must be a non-empty list of distinct positive side lengths "
+                f"in pixels, got {square_sizes!r}"
+            )
+        self.square_sizes = tuple(int(s) for s in square_sizes)
+        if (
+            isinstance(square_value, bool)
+            or not isinstance(square_value, int | float)
+            or not 0.0 <= square_value <= 1.0
+        ):
+            raise ConfigError(f"infidelity: square_value must be a pixel value in [0, 1], got {square_value!r}")
+        self.square_value = float(square_value)
+        # A parameter of another perturbation would be silently ignored: say so.
+        unused = {
+            "gaussian": ("baseline_sigma", "square_sizes", "square_value"),
+            "noisy_baseline": ("sigma", "square_sizes", "square_value"),
+            "square_removal": ("sigma", "baseline_sigma"),
+        }[perturbation]
+        defaults = {"sigma": 0.01, "baseline_sigma": 0.2, "square_sizes": YEH_SQUARE_SIZES, "square_value": 0.0}
+        current = {
+            "sigma": self.sigma,
+            "baseline_sigma": self.baseline_sigma,
+            "square_sizes": self.square_sizes,
+            "square_value": self.square_value,
+        }
+        for name in unused:
+            if current[name] != defaults[name]:
+                raise ConfigError(
+                    f"infidelity: {name} has no effect with perturbation={perturbation!r}; leave it at its default"
+                )
 
     def describe(self) -> dict[str, Any]:
+        own: dict[str, Any] = {
+            "gaussian": {"sigma": self.sigma},
+            "noisy_baseline": {"baseline_sigma": self.baseline_sigma},
+            "square_removal": {"square_sizes": list(self.square_sizes), "square_value": self.square_value},
+        }[self.perturbation]
         return {
             "metric": self.name,
             "n_perturb_samples": self.n_perturb_samples,
-            "sigma": self.sigma,
             "normalize": self.normalize,
+            "perturbation": self.perturbation,
+            **own,
         }
+
+    def _draw(
+        self, generator: torch.Generator, image: Tensor, binary: bool, placements: list[tuple[int, int]]
+    ) -> tuple[Tensor, Tensor]:
+        """One sample for one ``C×H×W`` image: ``(x̃, I)``, ``x̃`` in the image's dtype and
+        device, ``I`` float64 on that device (what ``Iᵀa`` uses)."""
+        shape = tuple(image.shape)
+        if self.perturbation == "gaussian":
+            noise = (torch.randn(shape, generator=generator) * self.sigma).to(image.device)
+            return image - noise.to(image.dtype), noise.to(torch.float64)
+        if self.perturbation == "noisy_baseline":
+            noisy = (torch.randn(shape, generator=generator) * self.baseline_sigma).clamp_(0.0, 1.0)
+            perturbed = noisy.to(image.device, image.dtype)
+            return perturbed, image.to(torch.float64) - perturbed.to(torch.float64)
+        total = sum(count for _, count in placements)
+        k = int(torch.randint(total, (1,), generator=generator))
+        index = 0
+        while k >= placements[index][1]:  # the size whose block of placement numbers holds k
+            k -= placements[index][1]
+            index += 1
+        size = placements[index][0]
+        top, left = divmod(k, shape[2] - size + 1)
+        mask = torch.zeros((1, *shape[1:]), dtype=torch.bool, device=image.device)
+        mask[:, top : top + size, left : left + size] = True
+        perturbed = torch.where(mask, torch.tensor(self.square_value, dtype=image.dtype, device=image.device), image)
+        if binary:
+            return perturbed, mask.expand(shape).to(torch.float64)
+        return perturbed, image.to(torch.float64) - perturbed.to(torch.float64)
+
+    def _placements(self, shape: Sequence[int]) -> list[tuple[int, int]]:
+        if self.perturbation != "square_removal":
+            return []
+        placements = square_placements(int(shape[-2]), int(shape[-1]), self.square_sizes)
+        if not placements:
+            raise ValueError(
+                f"infidelity: no square size in {list(self.square_sizes)} fits a "
+                f"{shape[-2]}×{shape[-1]} image"
+            )
+        return placements
+
+    def draws(
+        self, image: Tensor, seed: int, *, multiplies_by_inputs: bool = False, count: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The perturbed images ``x̃`` and the ``I`` (float64) that ``evaluate`` uses for one
+        ``C×H×W`` image and its seed: ``count`` (default ``n_perturb_samples``) samples."""
+        generator = torch.Generator().manual_seed(int(seed))
+        placements = self._placements(image.shape)
+        pairs = [
+            self._draw(generator, image, multiplies_by_inputs, placements)
+            for _ in range(self.n_perturb_samples if count is None else int(count))
+        ]
+        return torch.stack([p for p, _ in pairs]), torch.stack([i for _, i in pairs])
 
     def evaluate(
         self,
@@ -277,7 +425,8 @@ class Infidelity(FaithfulnessMetric):
         if len(seeds) != n_images:
             raise ValueError(f"infidelity: need one seed per image, got {len(seeds)} for {n_images}")
         samples = self.n_perturb_samples
-        shape = tuple(x01.shape[1:])
+        placements = self._placements(x01.shape)
+        binary = bool(multiplies_by_inputs)
         target = target.detach().to("cpu").long()
         attributions = attributions.detach().to(x01.device)
 
@@ -299,23 +448,23 @@ class Infidelity(FaithfulnessMetric):
         generator: torch.Generator | None = None
         for begin in range(0, len(jobs), chunk_size):
             chunk = jobs[begin : begin + chunk_size]
-            noise = []
+            perturbed_images, directions = [], []
             for i, j in chunk:
                 if j == 0:
                     generator = torch.Generator().manual_seed(int(seeds[i]))
                 assert generator is not None
-                noise.append(torch.randn(shape, generator=generator) * self.sigma)
+                perturbed, direction = self._draw(generator, x01[i], binary, placements)
+                perturbed_images.append(perturbed)
+                directions.append(direction)
             rows = torch.tensor([i for i, _ in chunk])
             cols = torch.tensor([j for _, j in chunk])
-            perturbation = torch.stack(noise).to(x01.device)
-            perturbed = x01[rows.to(x01.device)] - perturbation.to(x01.dtype)
             dot[rows, cols] = (
-                (attributions[rows.to(x01.device)].to(torch.float64) * perturbation.to(torch.float64))
+                (attributions[rows.to(x01.device)].to(torch.float64) * torch.stack(directions))
                 .flatten(1)
                 .sum(dim=1)
                 .cpu()
             )
-            delta[rows, cols] = clean[rows] - target_logits(perturbed, target[rows])
+            delta[rows, cols] = clean[rows] - target_logits(torch.stack(perturbed_images), target[rows])
 
         if self.normalize:
             denominator = (dot * dot).sum(dim=1)

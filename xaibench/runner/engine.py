@@ -398,10 +398,10 @@ class ModelAccess:
         self.explainer_label = explainer_label
         self.fuses_prediction = self._offers_explain_predicted(explainer)
         self._gap_takes_logits = self._takes_keyword(getattr(explainer, "completeness_gap", None), "logits")
-        # Random explainers that take ``noise_ids`` get common random numbers (types.Explainer).
-        self.takes_noise_ids = bool(getattr(explainer, "is_random", False)) and self._takes_keyword(
-            getattr(explainer, "explain", None), "noise_ids"
-        )
+        # Explainers that take ``noise_ids`` get common random numbers (types.Explainer); those
+        # that are random (``is_random``, class- or instance-level) also get a noise floor.
+        self.takes_noise_ids = self._takes_keyword(getattr(explainer, "explain", None), "noise_ids")
+        self.is_random = bool(getattr(explainer, "is_random", False))
 
     @staticmethod
     def _offers_explain_predicted(explainer: Explainer | None) -> bool:
@@ -748,7 +748,7 @@ def _noise_floors(
     floor cannot be told from the explainer's randomness. Empty for deterministic explainers
     (and for random ones that take no ``noise_ids``: their second draw would repeat the first).
     """
-    if not access.takes_noise_ids:
+    if not (access.takes_noise_ids and access.is_random):
         return {}
     chosen = [(m, s) for m, s in metrics if _compares_explanations(m)]
     if not chosen:
