@@ -12,7 +12,12 @@ os.environ.setdefault("XAIBENCH_CACHE", tempfile.mkdtemp(prefix="xaibench-test-c
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# At most two threads; fewer when OMP_NUM_THREADS asks for fewer (the kernel check of
+# `make test` runs single-threaded, docs/testing.md).
+_threads = min(2, os.cpu_count() or 1)
+if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+    _threads = min(_threads, int(os.environ["OMP_NUM_THREADS"]))
+torch.set_num_threads(_threads)
 
 
 @pytest.fixture(scope="session")

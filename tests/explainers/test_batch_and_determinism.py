@@ -17,6 +17,7 @@ SMALL = {
 }
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_batch_equals_one_image_at_a_time(tiny, name):
     x = images(4, 16, seed=1)

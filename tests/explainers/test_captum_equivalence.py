@@ -16,7 +16,7 @@ from xaibench.types import image_seeds
 
 from .helpers import images, predicted
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.kernels]
 
 TIGHT = {"rtol": 1e-5, "atol": 1e-7}
 

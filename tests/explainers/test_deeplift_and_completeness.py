@@ -17,7 +17,7 @@ from xaibench.explainers.deeplift_rules import STOCK_RULES, added_rules
 
 from .helpers import images, predicted, seeded, tiny_cnn, wrap
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.kernels]
 
 
 def test_rules_cover_the_activations_captum_misses():

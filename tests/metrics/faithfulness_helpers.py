@@ -112,3 +112,30 @@ def patch_quantus(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(asserts, "assert_features_in_step", lambda **_: None)
     if not hasattr(np, "trapz"):
         monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
+
+
+# -- rounding across kernels (docs/testing.md) ---------------------------------------------
+
+#: Unit roundoffs (half an ulp of 1).
+U32, U64 = 2.0**-24, 2.0**-53
+#: Another kernel (batch composition, SIMD width, BLAS path) rounds differently: its error is
+#: another draw of the measured scale, not the same draw. Allowed: this many times it.
+PATTERN = 4.0
+
+
+def float32_spread(pairs: list[tuple[Tensor, Tensor]]) -> float:
+    """Largest difference two float32 evaluations of one quantity may show (any kernels).
+
+    Precision switching: each pair is one evaluation in float32 (model and images) and the
+    *same* evaluation (same chunking, same batch) in float64, the weights and images cast up.
+    Their difference is the float32 rounding error of that evaluation (float64's own is ~1e-9
+    of it; where the code keeps a step in float32, e.g. the softmax of deletion/insertion,
+    that step rounds alike in both). Pairs share the code path, so a chunk- or batch-dependent
+    bug does not enter this scale; it shows between the float32 evaluations. One scale per
+    quantity, ``err = max |float32 − float64|`` over every pair and entry (an entry whose
+    rounding happened to cancel does not set it), at least the rounding of the result,
+    ``u32·max|value|``; another kernel stays within ``PATTERN·err``; two evaluations: twice that.
+    """
+    err = max(float((low.double() - high.double()).abs().max()) for low, high in pairs)
+    scale = max(float(high.double().abs().max()) for _, high in pairs)
+    return 2 * PATTERN * max(err, U32 * scale)

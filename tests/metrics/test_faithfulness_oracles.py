@@ -11,6 +11,8 @@ fixed perturbation bank.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,9 @@ import torch
 from xaibench.metrics import Deletion, Infidelity, Insertion, MifLifArea, infidelity_perturbations
 
 from .faithfulness_helpers import (
+    PATTERN,
+    U32,
+    U64,
     CountingForward,
     ForwardModule,
     TinyNet,
@@ -30,6 +35,7 @@ from .faithfulness_helpers import (
 )
 
 quantus = pytest.importorskip("quantus")
+pytestmark = pytest.mark.kernels
 
 
 def _pixel_flipping(model, x, y, a_rank, features_in_step, *, softmax, perturb_func=None, baseline=0.0):  # type: ignore[no-untyped-def]
@@ -193,6 +199,55 @@ def _bank_perturb_func(bank: torch.Tensor):  # type: ignore[no-untyped-def]
     return perturb
 
 
+def _forward_error(model: torch.nn.Module, points: torch.Tensor, y: torch.Tensor) -> float:
+    """Bound on the rounding error of one forward of the target logit at ``points`` (any
+    kernel, any batch composition), for ``model``'s dtype.
+
+    Precision switching: the float32 forward (the float32 copy of the weights, the points
+    rounded to float32) against the float64 forward measures the float32 error
+    ``u32·E``; the same network in float64 errs by ``u64·E``. Floor: the rounding of the
+    result itself (u·|f|). × PATTERN for another kernel's rounding.
+    """
+    model64 = copy.deepcopy(model).double()
+    with torch.no_grad():
+        exact = model64(points.double()).gather(1, y.view(-1, 1))
+        low = copy.deepcopy(model).float()(points.float()).double().gather(1, y.view(-1, 1))
+    measured = max(float((low - exact).abs().max()), U32 * float(exact.abs().max()))
+    unit_ratio = 1.0 if model.fc.weight.dtype == torch.float32 else U64 / U32
+    return PATTERN * unit_ratio * measured
+
+
+def _infidelity_spread(u: torch.Tensor, abs_u: torch.Tensor, delta: torch.Tensor, eta: float, normalize: bool) -> torch.Tensor:
+    """Largest |INFD_metric − INFD_captum| rounding allows, per image (docs/testing.md).
+
+    ``u = Iᵀa``, ``abs_u = Σ|a·I|`` (its summands' magnitude), ``delta`` = Δf, each B×n; ``eta``
+    bounds one forward's error. Both sides evaluate (1/n)·‖β·u − Δ‖² in float64 (β = 1, or the
+    optimal β with ``normalize``) from their own forwards and sums:
+    * each Δ_k = f(x) − f(x − I_k) comes from two forwards, each within η on either side:
+      |δΔ_k| ≤ 4η; each u_k is a float64 sum of D products in another order:
+      |δu_k| ≤ 2γ_D·Σ|a·I|;
+    * √(n·INFD) is ‖u − Δ‖ (1-Lipschitz in u and Δ) or, normalised, the distance of Δ from
+      the line through u (1-Lipschitz in Δ; moving u by δu turns the line by ≤ ‖δu‖/‖u‖):
+      |√INFD_m − √INFD_c| ≤ E = (‖δΔ‖ + ‖δu‖·ℓ)/√n, ℓ = 1 or ‖Δ‖/‖u‖;
+    * so |INFD_m − INFD_c| ≤ E·(2√INFD + E), plus the float64 evaluation of the formula itself:
+      ≤ 2(n + 8)·u64 times the magnitude of its cancelling terms, mean((|βu| + |Δ|)²).
+    """
+    n, entries = u.shape[1], 3 * 16 * 16
+    gamma = entries * U64 / (1 - entries * U64)
+    d_delta = torch.full_like(delta, 4 * eta).norm(dim=1)
+    d_u = (2 * gamma * abs_u).norm(dim=1)
+    if normalize:
+        beta = (u * delta).sum(1) / (u * u).sum(1)
+        lever = delta.norm(dim=1) / u.norm(dim=1)
+    else:
+        beta = torch.ones(u.shape[0], dtype=torch.float64)
+        lever = torch.ones(u.shape[0], dtype=torch.float64)
+    e = (d_delta + d_u * lever) / n**0.5
+    infd = ((beta.unsqueeze(1) * u - delta) ** 2).mean(1)
+    terms = ((beta.unsqueeze(1) * u).abs() + delta.abs()).pow(2).mean(1)
+    return e * (2 * infd.sqrt() + e) + 2 * (n + 8) * U64 * terms
+
+
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("chunked", [False, True])
@@ -201,11 +256,12 @@ def test_infidelity_equals_captum_with_the_same_draws(normalize: bool, dtype: to
 
     The bank is drawn here, independently, as the metric documents: per image
     ``Generator().manual_seed(seed)``, one ``C×H×W`` ``randn`` per sample, × σ. Both with
-    gradient and random attributions. Tolerance: float64 (model and images) rtol 1e-9 —
-    the algebra is the same, measured 2e-14. float32 rtol 5e-5: captum evaluates the
-    normalised score as ``β²Σu² − 2βΣuΔ + ΣΔ²`` in float32, which cancels when the gradient
-    fits Δf well (INFD ≈ 1e-6 against ΣΔ² ≈ 1e-3); captum's own chunked and unchunked runs
-    differ by 2e-6 relative, and the metric (float64 sums) by up to 1.1e-5 (measured).
+    gradient and random attributions. Captum evaluates its formula in float64 (the forward's
+    logits and the attributions cast up): in float32 its normalised ``β²Σu² − 2βΣuΔ + ΣΔ²``
+    cancels (INFD ≈ 1e-6 against ΣΔ² ≈ 3e-4 here). What remains is the forwards: both sides
+    evaluate the model at the same points in other batch compositions, hence other kernels,
+    and INFD of a gradient attribution is a second-order residual that rounding of the logits
+    moves. Tolerance: ``_infidelity_spread`` (error analysis there and in docs/testing.md).
     """
     from captum.metrics import infidelity
 
@@ -222,12 +278,20 @@ def test_infidelity_equals_captum_with_the_same_draws(normalize: bool, dtype: to
     ])
     for i, seed in enumerate(seeds):
         assert torch.equal(infidelity_perturbations(seed, n, (3, 16, 16), sigma), bank[i])
+    perturbed = x.unsqueeze(1) - bank.to(dtype)  # what both sides feed the model
+    points = torch.cat([x, perturbed.flatten(0, 1)])
+    eta = _forward_error(model, points, torch.cat([y, y.repeat_interleave(n)]))
+    with torch.no_grad():
+        logits = TinyNet(seed=2).double()(points.double()).gather(1, torch.cat([y, y.repeat_interleave(n)]).view(-1, 1))
+    delta = (logits[: len(x)] - logits[len(x) :].view(len(x), n)).double()
     for attributions in (gradients(model, x, y), noise_attr.to(dtype)):
+        products = attributions.double().unsqueeze(1) * bank.double()
+        u, abs_u = products.flatten(2).sum(2), products.abs().flatten(2).sum(2)
         expected = infidelity(
-            model,
+            lambda batch: model(batch).double(),
             _bank_perturb_func(bank),
             x,
-            attributions,
+            attributions.double(),
             target=y,
             n_perturb_samples=n,
             max_examples_per_batch=2 * len(x) if chunked else None,
@@ -236,6 +300,8 @@ def test_infidelity_equals_captum_with_the_same_draws(normalize: bool, dtype: to
         result = Infidelity(n_perturb_samples=n, sigma=sigma, normalize=normalize).evaluate(
             CountingForward(model), x, attributions, y, seeds=seeds, chunk_size=4
         )
-        rtol = 1e-9 if dtype == torch.float64 else 5e-5
-        np.testing.assert_allclose(result.scores.numpy(), expected.numpy(), rtol=rtol, atol=0)
+        spread = _infidelity_spread(u, abs_u, delta, eta, normalize)
+        assert (spread < 0.05 * expected).all()  # far below the value: the check has teeth
+        difference = (result.scores - expected).abs()
+        assert (difference <= spread).all(), (difference.tolist(), spread.tolist(), expected.tolist())
         assert result.forward_images == 3 * (1 + n)

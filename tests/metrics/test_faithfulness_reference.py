@@ -16,6 +16,8 @@ from xaibench.metrics import Deletion, Insertion
 
 from .faithfulness_helpers import CountingForward, TinyNet, inputs
 
+pytestmark = pytest.mark.kernels
+
 
 def causal_metric_reference(model: torch.nn.Module, img: np.ndarray, explanation: np.ndarray, mode: str, step: int) -> np.ndarray:
     """One image, one step at a time, exactly as ``CausalMetric.single_run`` writes it.

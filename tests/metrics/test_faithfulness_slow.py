@@ -24,6 +24,7 @@ from .faithfulness_helpers import (
 )
 
 quantus = pytest.importorskip("quantus")
+pytestmark = pytest.mark.kernels
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from xaibench.runner.engine import build_plan, run_plan
 from xaibench.runner.results import part_files, read_results
@@ -45,8 +46,12 @@ n_attack_images = 2
 
 @pytest.fixture(scope="module")
 def local_ray_cluster():
-    # The test starts its own two-CPU cluster on this machine and stops it afterwards.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    # The test starts its own two-CPU cluster on this machine and stops it afterwards. Its
+    # workers use the test process's thread count (Ray's default is 1), so both executors run
+    # the same kernels on the same CPU: the rows below may then be compared bit for bit.
+    env = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+             runtime_env={"env_vars": env})
     yield
     ray.shutdown()
 
