@@ -333,8 +333,8 @@ def test_pool_fallbacks_of_the_default_rule_are_counted() -> None:
     frame.loc[(frame["alpha"] == 0.3) & (frame["image_id"] == "a"), "attack_image_source"] = "pool"  # off the point
     (table,) = robustness_tables(_suite(frame), seed=0, resamples=100)
     assert (
-        "2 of 24 rows of eXIAA took their attack image from the whole pool: the running-up class had no image in the pool"
-        in table.notes
+        "2 of 24 rows of eXIAA took their attack image from the whole pool: the pool held no (labelled) "
+        "image of the running-up class, which the paper's rule takes its attack images from" in table.notes
     )
 
 

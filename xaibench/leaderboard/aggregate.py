@@ -225,7 +225,10 @@ NOISE_FLOOR_NOTE = (
     "explainer's own randomness (⚠ on the cell)"
 )
 NONFINITE_REASON = "the explainer returned non-finite attributions (NaN/inf)"
-POOL_REASON = "took their attack image from the whole pool: the running-up class had no image in the pool"
+POOL_REASON = (
+    "took their attack image from the whole pool: the pool held no (labelled) image of the "
+    "running-up class, which the paper's rule takes its attack images from"
+)
 
 
 class Row(dict):  # type: ignore[type-arg]
