@@ -4,7 +4,8 @@ IG with too few steps is not IG: on EfficientNet-Lite0 16 Gauss–Legendre steps
 relative completeness gap of 158 % (``|Σa − (f(x) − f(b))| / |f(x) − f(b)|``). A suite entry
 ``max_completeness_gap = g`` asks the runner to choose the explainer's ``convergence_param``
 (declared by the explainer; IG: ``n_steps``) per model: starting from the suite's value, it
-doubles it until the median gap over the first images of the model is ≤ g, or until
+doubles it until the median gap over the model's first batch (the originals of its first work
+unit, at most ``SAMPLE_IMAGES``) is ≤ g, or until
 ``MAX_DOUBLINGS`` doublings. The choice is made once, before any unit, on the same images for
 every executor; it is cached under ``OUT/_cache``, recorded in the manifest
 (``convergence``) and lands in every row's ``explainer_params``; the gate itself is a row
@@ -29,7 +30,8 @@ from . import results
 
 #: At most this many doublings (16 steps → 512).
 MAX_DOUBLINGS = 5
-#: The median is taken over at most this many of the model's first originals.
+#: The median is taken over the model's first work unit's originals (the first batch), at
+#: most this many; the leaderboard then checks the gate on every image.
 SAMPLE_IMAGES = 8
 
 

@@ -339,7 +339,8 @@ def _converge(
     originals (``convergence.choose``), cached in ``OUT/_cache``."""
     from .convergence import SAMPLE_IMAGES, choose_cached
 
-    sample = setup.dataset.load(setup.originals[:SAMPLE_IMAGES])
+    # The first batch: the originals of the model's first unit (the leaderboard checks all).
+    sample = setup.dataset.load(setup.originals[: min(suite.images_per_unit, SAMPLE_IMAGES)])
     identity = {"model": setup.spec.key(), "images": list(sample.ids), "format": RESULTS_FORMAT}
     return choose_cached(
         out, setup.classifier, spec.name, params, float(spec.max_completeness_gap), sample.pixels.to(device),
