@@ -112,3 +112,18 @@ def choose_cached(
     chosen, record = choose(classifier, name, params, gate, x01, precision=precision)
     results.write_json(path, {"params": chosen, "record": record})
     return chosen, record
+
+
+def converge(
+    setup: Any, spec: Any, params: dict[str, Any], suite: Any, out: Path, device: torch.device, results_format: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters of ``spec`` (an explainer with ``max_completeness_gap``) with its
+    convergence parameter chosen on the first batch of ``setup`` (the planner's ``ModelSetup``),
+    cached in ``OUT/_cache`` under the results format."""
+    # The first batch: the originals of the model's first unit (the leaderboard checks all).
+    sample = setup.dataset.load(setup.originals[: min(suite.images_per_unit, SAMPLE_IMAGES)])
+    identity = {"model": setup.spec.key(), "images": list(sample.ids), "format": results_format}
+    return choose_cached(
+        out, setup.classifier, spec.name, params, float(spec.max_completeness_gap), sample.pixels.to(device),
+        identity, precision=suite.precision,
+    )

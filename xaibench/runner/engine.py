@@ -34,7 +34,9 @@ from ..errors import ConfigError, ResourceUnavailableError, XaibenchError
 from ..types import AttackContext, Classifier, Explainer, ImagePool, Oracle, id_seeds
 from . import results
 from .chunking import ChunkSizes, TuningCache, candidate_sizes, measure_best_size, run_in_chunks
-from .outputs import check_attributions, finite, nonfinite_fraction
+from .convergence import converge
+from .noise_floor import noise_floors
+from .outputs import check_attributions, finite, nan_where, nonfinite_fraction
 from .suite import PluginSpec, Suite
 
 # 2: common random numbers for random explainers, attack images of the running-up class,
@@ -291,7 +293,7 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                         key=f"explainers[{index}]",
                     ) from None
                 if spec.max_completeness_gap is not None:
-                    params, record = _converge(setup, spec, params, suite, out, torch_device)
+                    params, record = converge(setup, spec, params, suite, out, torch_device, RESULTS_FORMAT)
                     convergence.append({"model": setup.spec.label, "explainer": spec.label, **record})
             for start in range(0, len(setup.originals), suite.images_per_unit):
                 chunk = setup.originals[start : start + suite.images_per_unit]
@@ -330,22 +332,6 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
                 units.append(unit)
     sizes = ChunkSizes(default=suite.batch_size if isinstance(suite.batch_size, int) else 8)
     return Plan(suite, out, torch_device, setups, units, attacks, metrics, sizes, convergence=convergence)
-
-
-def _converge(
-    setup: ModelSetup, spec: PluginSpec, params: dict[str, Any], suite: Suite, out: Path, device: torch.device
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The explainer's parameters with its convergence parameter chosen on this model's first
-    originals (``convergence.choose``), cached in ``OUT/_cache``."""
-    from .convergence import SAMPLE_IMAGES, choose_cached
-
-    # The first batch: the originals of the model's first unit (the leaderboard checks all).
-    sample = setup.dataset.load(setup.originals[: min(suite.images_per_unit, SAMPLE_IMAGES)])
-    identity = {"model": setup.spec.key(), "images": list(sample.ids), "format": RESULTS_FORMAT}
-    return choose_cached(
-        out, setup.classifier, spec.name, params, float(spec.max_completeness_gap), sample.pixels.to(device),
-        identity, precision=suite.precision,
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -717,51 +703,10 @@ def _metric_params(metric: Any, spec: PluginSpec) -> dict[str, Any]:
     return {**spec.params, **{k: v for k, v in described.items() if k != "metric"}}
 
 
-def _nan_where(values: Tensor, nonfinite: Tensor) -> list[float]:
-    """Metric values as floats, NaN on the rows whose explanations had non-finite entries."""
-    values = values.detach().double().cpu()
-    return torch.where(nonfinite.to(values.device) > 0, torch.full_like(values, math.nan), values).tolist()
-
-
 def _gate(spec: PluginSpec) -> float:
     """The explainer's convergence gate (``max_completeness_gap``), NaN when it has none."""
     gate = getattr(spec, "max_completeness_gap", None)
     return math.nan if gate is None else float(gate)
-
-
-def _compares_explanations(metric: Any) -> bool:
-    needs = set(getattr(metric, "needs", ()))
-    return {"expl_original", "expl_corrupted"} <= needs
-
-
-def _noise_floors(
-    access: ModelAccess,
-    metrics: list[tuple[Any, PluginSpec]],
-    ids: list[str],
-    pixels: Tensor,
-    predicted: Tensor,
-    probs: Tensor,
-    clean: Tensor,
-) -> dict[str, list[float]]:
-    """The explainer's own noise floor per original: every robustness metric that compares
-    two explanations, between the clean explanation and a second one of the same image drawn
-    with an independent random stream (``"<id>#independent"``). An attack effect inside this
-    floor cannot be told from the explainer's randomness. Empty for deterministic explainers
-    (and for random ones that take no ``noise_ids``: their second draw would repeat the first).
-    """
-    if not (access.takes_noise_ids and access.is_random):
-        return {}
-    chosen = [(m, s) for m, s in metrics if _compares_explanations(m)]
-    if not chosen:
-        return {}
-    independent = access.explain(pixels, predicted, [f"{i}#independent" for i in ids])
-    bad = nonfinite_fraction(independent) + nonfinite_fraction(clean)  # no floor from a broken map
-    independent = finite(independent)
-    tensors = {
-        "original": pixels, "corrupted": pixels, "expl_original": finite(clean), "expl_corrupted": independent,
-        "probs_original": probs, "probs_corrupted": probs,
-    }
-    return {spec.label: _nan_where(metric(**{n: tensors[n] for n in metric.needs}), bad) for metric, spec in chosen}
 
 
 def sensitivity_heatmap(attributions: Tensor) -> Tensor:
@@ -870,7 +815,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
     robustness_pairs = [
         (m, spec) for m, spec in zip(plan.metrics, suite.metrics, strict=True) if not _is_faithfulness(m)
     ]
-    floors = _noise_floors(access, robustness_pairs, noise_ids, batch.pixels, predicted, probs, clean)
+    floors = noise_floors(access, robustness_pairs, noise_ids, batch.pixels, predicted, probs, clean)
 
     def faithfulness(x01: Tensor, attributions: Tensor, target: Tensor, image_rows: list[int], extra: dict[str, list[Any]]) -> None:
         # The metric's own draws follow the original too: clean and attacked rows share them.
@@ -902,7 +847,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
                     # Every resolved parameter (defaults too: which INFD perturbation, …).
                     "metric_params": [json.dumps(_metric_params(metric, spec), sort_keys=True, default=str)] * count,
                     "higher_is_better": [bool(metric.higher_is_better)] * count,
-                    "score": _nan_where(result.scores, bad),
+                    "score": nan_where(result.scores, bad),
                     "nonfinite_fraction": bad.tolist(),
                     "curve_name": [names[0] if names else None] * count,
                     "curve": _curve(result, names, 0, count),
@@ -979,7 +924,7 @@ def run_unit(unit: WorkUnit, setup: ModelSetup, plan: Plan, run_id: str) -> dict
             }
             for metric in robustness_metrics:
                 values = metric(**{name: tensors[name] for name in metric.needs})
-                metric_values[metric.name].extend(_nan_where(values, bad))
+                metric_values[metric.name].extend(nan_where(values, bad))
             corrupted_pred.extend(predicted_corrupted.tolist())
             corrupted_gap.extend(gap.tolist() if gap is not None else [math.nan] * images.shape[0])
             for offset, row in enumerate(range(part.start, part.stop)):

@@ -13,6 +13,8 @@ metric and scored as if it were an explanation (a half-size map was once ranked 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -60,3 +62,9 @@ def finite(attributions: Tensor) -> Tensor:
     if bool(torch.isfinite(attributions).all()):
         return attributions
     return torch.where(torch.isfinite(attributions), attributions, torch.zeros_like(attributions))
+
+
+def nan_where(values: Tensor, nonfinite: Tensor) -> list[float]:
+    """Metric values as floats, NaN on the rows whose explanations had non-finite entries."""
+    values = values.detach().double().cpu()
+    return torch.where(nonfinite.to(values.device) > 0, torch.full_like(values, math.nan), values).tolist()
