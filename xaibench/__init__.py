@@ -16,8 +16,8 @@ def load_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    from . import attacks, datasets, explainers, metrics, models  # noqa: F401
-    from .training import train as _train  # noqa: F401  (registers the ``trained`` model)
+    # ``training`` registers the models that train on first use (digits_cnn, …) and ``trained``.
+    from . import attacks, datasets, explainers, metrics, models, training  # noqa: F401
 
 
 load_builtins()

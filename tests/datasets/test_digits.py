@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from xaibench.datasets import Digits, load_dataset
+from xaibench.datasets.digits import split_tensors
 from xaibench.errors import ConfigError
+from xaibench.models import digits_arrays
 
 
 def test_split_sizes_and_rule() -> None:
@@ -54,3 +56,45 @@ def test_bad_split_and_bad_index() -> None:
     with pytest.raises(IndexError):
         Digits(input_size=8).load([360])
     assert len(Digits(input_size=8).load([])) == 0
+
+
+# -- split_tensors: whole splits as tensors, for training the digits CNN --------------------
+
+
+def test_split_rule_every_fifth_image_is_test() -> None:
+    bunch = load_digits()
+    test_x, test_y = split_tensors("test", 8)
+    train_x, train_y = split_tensors("train", 8)
+    index = np.arange(len(bunch.target))
+    assert len(test_y) == 360 and len(train_y) == 1437
+    np.testing.assert_array_equal(test_y.numpy(), bunch.target[index % 5 == 0])
+    np.testing.assert_array_equal(train_y.numpy(), bunch.target[index % 5 != 0])
+    # At native size the pixels are exactly the raw values / 16.
+    np.testing.assert_allclose(test_x[:, 0].numpy(), bunch.images[index % 5 == 0] / 16.0, atol=1e-7)
+    assert train_x.shape == (1437, 1, 8, 8)
+
+
+def test_upsampled_pixels_are_float_in_unit_range() -> None:
+    pixels, labels = split_tensors("all", 32)
+    assert pixels.shape == (1797, 1, 32, 32) and pixels.dtype == torch.float32
+    assert labels.dtype == torch.int64
+    assert float(pixels.min()) >= 0.0 and float(pixels.max()) <= 1.0
+    native, _ = split_tensors("all", 8)
+    # Bilinear upsampling (no corner alignment) keeps each image's mean brightness closely.
+    assert torch.allclose(pixels.mean(dim=(1, 2, 3)), native.mean(dim=(1, 2, 3)), atol=0.02)
+
+
+def test_unknown_split_is_rejected() -> None:
+    with pytest.raises(ValueError, match="split"):
+        split_tensors("validation", 32)
+
+
+def test_split_tensors_match_the_dataset_and_are_the_models_digits_arrays() -> None:
+    assert digits_arrays is split_tensors
+    pixels, labels = split_tensors("train", 16)
+    batch = Digits(split="train", input_size=16, channels=1).load([0, 7, 1436])
+    assert torch.equal(pixels[[0, 7, 1436]], batch.pixels)
+    assert torch.equal(labels[[0, 7, 1436]], batch.labels)
+    # The tensors own their memory: writing to them cannot corrupt the cached arrays.
+    pixels.zero_()
+    assert float(split_tensors("train", 16)[0].max()) > 0

@@ -1,49 +1,24 @@
-"""The digits CNN: split rule, preprocessing, accuracy, caching, DeepLIFT-friendliness."""
+"""The digits CNN: accuracy, caching, determinism, DeepLIFT-friendliness.
+
+The split rule and preprocessing of its data are tested with the dataset
+(tests/datasets/test_digits.py); its training loop is ``xaibench.training``'s.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from captum.attr import DeepLift
-from sklearn.datasets import load_digits
 
 from xaibench.models import digits_arrays, load_model
-from xaibench.models.digits_cnn import digits_cache_path, train_digits_cnn
+from xaibench.models.digits_cnn import DigitsCNN, load_digits_cnn
+from xaibench.training.digits import digits_cache_path, train_digits_cnn
 from xaibench.types import Classifier
 
 TINY = {"epochs": 1, "width": 4, "image_size": 16, "seed": 3}
-
-
-def test_split_rule_every_fifth_image_is_test() -> None:
-    bunch = load_digits()
-    test_x, test_y = digits_arrays("test", 8)
-    train_x, train_y = digits_arrays("train", 8)
-    index = np.arange(len(bunch.target))
-    assert len(test_y) == 360 and len(train_y) == 1437
-    np.testing.assert_array_equal(test_y.numpy(), bunch.target[index % 5 == 0])
-    np.testing.assert_array_equal(train_y.numpy(), bunch.target[index % 5 != 0])
-    # At native size the pixels are exactly the raw values / 16.
-    np.testing.assert_allclose(test_x[:, 0].numpy(), bunch.images[index % 5 == 0] / 16.0, atol=1e-7)
-    assert train_x.shape == (1437, 1, 8, 8)
-
-
-def test_upsampled_pixels_are_float_in_unit_range() -> None:
-    pixels, labels = digits_arrays("all", 32)
-    assert pixels.shape == (1797, 1, 32, 32) and pixels.dtype == torch.float32
-    assert labels.dtype == torch.int64
-    assert float(pixels.min()) >= 0.0 and float(pixels.max()) <= 1.0
-    native, _ = digits_arrays("all", 8)
-    # Bilinear upsampling (no corner alignment) keeps each image's mean brightness closely.
-    assert torch.allclose(pixels.mean(dim=(1, 2, 3)), native.mean(dim=(1, 2, 3)), atol=0.02)
-
-
-def test_unknown_split_is_rejected() -> None:
-    with pytest.raises(ValueError, match="split"):
-        digits_arrays("validation", 32)
 
 
 def test_trained_model_reaches_90_percent(digits_classifier: Classifier) -> None:
@@ -130,3 +105,14 @@ def test_deeplift_is_complete_on_the_digits_cnn(digits_classifier: Classifier) -
     change = gap.gather(1, target[:, None]).squeeze(1)
     assert torch.allclose(attributions.sum(dim=(1, 2, 3)), change, atol=1e-3, rtol=1e-4)
     assert float(delta.abs().max()) < 1e-3
+
+
+def test_load_digits_cnn_wraps_the_weights(digits_classifier: Classifier) -> None:
+    state = digits_classifier.model.state_dict()
+    again = load_digits_cnn(state, width=16, image_size=32, name="mine", source="here", notes=["n"])
+    assert isinstance(again.model, DigitsCNN)
+    assert again.name == "mine" and again.pretrained_source == "here" and again.notes == ["n"]
+    assert again.in_channels == 1 and again.input_size == (32, 32) and again.class_names[3] == "3"
+    x = digits_arrays("test", 32)[0][:4]
+    with torch.no_grad():
+        assert torch.equal(again(x), digits_classifier(x))

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from xaibench import cli
 from xaibench.errors import ConfigError
 from xaibench.models import digits_arrays, load_model
-from xaibench.models import digits_cnn as digits_module
-from xaibench.models.digits_cnn import DigitsTraining, digits_cache_path, train_digits_cnn
 from xaibench.training import PGD, accuracy_under_attack
+from xaibench.training import digits as digits_module
+from xaibench.training.digits import DigitsTraining, digits_cache_path, train_digits_cnn
 from xaibench.training.train import make_config, train_classifier
 
 TINY = {"epochs": 2, "width": 4, "image_size": 16}
@@ -345,3 +345,65 @@ def test_mask_value_reaches_the_augmentation_changes_the_cache_key_and_needs_an_
     assert "value" not in json.dumps(black.config_entries())
     with pytest.raises(ConfigError, match="mask_value"):
         DigitsTraining("none", mask_value=0.5)
+
+
+# --------------------------------------------------------------------------------------
+# The Python API behind ``xaibench train``
+# --------------------------------------------------------------------------------------
+
+
+def test_plan_training_checks_everything_and_trains_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xaibench.training import plan_training
+
+    def fail(*args, **kwargs):
+        raise AssertionError("planning must not train")
+
+    monkeypatch.setattr(digits_module, "train_digits_cnn", fail)
+    plan = plan_training(augmentations="all", epochs=2, width=4, img_size=16, fpa_p2=0.05, device="cuda")
+    assert [job.model for job in plan.jobs] == ["digits_cnn", "digits_cnn_fpa", "digits_cnn_rect"]
+    assert plan.jobs[1].params == {"epochs": 2, "image_size": 16, "width": 4, "fpa_p2": 0.05}
+    assert "fpa_p2" not in plan.jobs[2].params  # an FPA option goes to the FPA run only
+    assert plan.notes and "device cuda is ignored" in plan.notes[0]
+    timm_plan = plan_training("test_resnet", augmentations=["rectangle"], **TIMM_TINY)
+    assert timm_plan.jobs[0].model == "trained" and not timm_plan.jobs[0].is_digits
+    # Messages name options by their keywords (the CLI spells them as flags).
+    with pytest.raises(ConfigError, match="fpa_p2 applies only with augmentation fpa"):
+        plan_training(fpa_p2=0.2)
+    with pytest.raises(ConfigError, match="lr apply to timm architectures"):
+        plan_training(lr=0.1)
+    with pytest.raises(ConfigError, match="width applies to digits_cnn only"):
+        plan_training("test_resnet", width=4)
+    with pytest.raises(ConfigError, match="unknown augmentation 'cutout'"):
+        plan_training(augmentations=["cutout"])
+    with pytest.raises(ConfigError, match="unknown training option"):
+        plan_training(learning_rate=0.1)
+    with pytest.raises(ConfigError, match="p must be a probability"):
+        plan_training(augmentations=["none", "fpa"], fpa_p=1.5)
+
+
+def test_train_models_returns_what_the_cli_prints() -> None:
+    from xaibench.training import train_models
+
+    first = train_models(augmentations=["fpa"], epochs=2, width=4, img_size=16, seed=9)
+    assert len(first) == 1 and first[0].name == "digits_cnn_fpa" and not first[0].cached
+    assert first[0].suite_entry == '{name = "digits_cnn_fpa", epochs = 2, seed = 9, image_size = 16, width = 4}'
+    lines = first[0].report()
+    assert lines[0] == f"  suite model:   {first[0].suite_entry}"
+    assert any(line.startswith("  test accuracy: ") for line in lines)
+    assert lines[-1] == f"  cache:         {first[0].info['cache_path']}"
+    again = train_models(augmentations="fpa", epochs=2, width=4, img_size=16, seed=9)
+    assert again[0].cached
+    assert torch.equal(again[0].classifier.model.fc.weight, first[0].classifier.model.fc.weight)
+    forced = train_models(augmentations="fpa", epochs=2, width=4, img_size=16, seed=9, force=True)
+    assert not forced[0].cached
+    assert torch.equal(forced[0].classifier.model.fc.weight, first[0].classifier.model.fc.weight)
+
+
+def test_the_loop_keeps_its_random_streams_apart() -> None:
+    from xaibench.hashing import seed63
+    from xaibench.training import derived_seed
+
+    # The bytes hashed are the ones the cached models were trained with: do not change them.
+    assert derived_seed(0, "augment") == seed63(b"0:augment")
+    assert len({derived_seed(0, salt) for salt in ("augment", "pgd", "hflip", "holdout", "limit")}) == 5
+    assert derived_seed(1, "pgd") != derived_seed(0, "pgd")

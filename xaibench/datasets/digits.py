@@ -1,7 +1,8 @@
 """``digits``: scikit-learn's 1,797 real 8×8 handwritten digits, upsampled to the model's size.
 
-The train/test rule is shared with the models layer, which trains its small digits CNN on
-the same split: index ``i`` is a test image when ``i % 5 == 0``, a training image otherwise.
+The train/test rule is shared with the training layer, which trains its small digits CNN on
+the same split (``split_tensors``): index ``i`` is a test image when ``i % 5 == 0``, a
+training image otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ TEST_EVERY = 5
 
 
 def is_test_index(index: int) -> bool:
-    """The split rule (shared with the models layer): every fifth image is a test image."""
+    """The split rule (shared with the training layer): every fifth image is a test image."""
     return index % TEST_EVERY == 0
 
 
@@ -49,6 +50,28 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     targets = bunch.target.astype(np.int64)
     targets.flags.writeable = False
     return images, targets
+
+
+def split_tensors(split: str, image_size: int = 32) -> tuple[Tensor, Tensor]:
+    """One split as ``N×1×S×S`` float32 pixels in ``[0, 1]`` and int64 labels, in index order.
+
+    The whole split at once, for training and evaluating the digits CNN (also re-exported as
+    ``xaibench.models.digits_arrays``). Pixels are ``value / 16``, upsampled bilinearly
+    (``align_corners=False``) unless ``image_size`` is the native 8, then clamped.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"digits split must be 'train', 'test' or 'all', got {split!r}")
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    images, targets = digits_arrays()
+    # Fancy indexing copies, so the tensors never share the read-only cached arrays.
+    rows = np.asarray(split_indices(split, len(targets)), dtype=np.int64)
+    pixels = torch.from_numpy(images[rows]).unsqueeze(1)
+    if image_size != pixels.shape[-1]:
+        pixels = F.interpolate(
+            pixels, size=(image_size, image_size), mode="bilinear", align_corners=False
+        )
+    return pixels.clamp(0.0, 1.0).contiguous(), torch.from_numpy(targets[rows])
 
 
 def upsample(images: Tensor, input_size: tuple[int, int], channels: int) -> Tensor:

@@ -1,7 +1,11 @@
-"""The model zoo: factories registered in ``xaibench.registry.models`` and ``load_model``.
+"""The model zoo: architectures, weight loading, factories registered in
+``xaibench.registry.models``, and ``load_model``.
 
 Every model is a ``Classifier`` (pixel space ``[0, 1]`` in, logits out). Build models with
-``load_model``: it also runs the attribution hygiene and freezes the weights.
+``load_model``: it also runs the attribution hygiene and freezes the weights. This package
+never trains and never imports ``xaibench.training``: the models that train on first use
+(the digits CNNs) and the ``trained`` model are registered by ``xaibench.training``, which
+``xaibench.load_builtins`` imports.
 """
 
 from __future__ import annotations
@@ -11,8 +15,7 @@ from typing import Any
 from ..errors import ConfigError, UnknownPluginError
 from ..registry import models
 from ..types import Classifier
-from . import digits_cnn as _digits_cnn  # noqa: F401  (registers the factories)
-from . import efficientnet_lite as _efficientnet_lite  # noqa: F401
+from . import efficientnet_lite as _efficientnet_lite  # noqa: F401  (registers the factories)
 from . import timm_models as _timm_models  # noqa: F401
 from .digits_cnn import digits_arrays
 from .hygiene import prepare_for_attribution

@@ -1,4 +1,4 @@
-"""Where the model layer keeps files it makes (trained weights, hashes)."""
+"""Where xaibench keeps files it makes (trained weights, hashes); written with ``xaibench.files``."""
 
 from __future__ import annotations
 
@@ -21,17 +21,3 @@ def cache_dir() -> Path:
         return Path(base) / "xaibench"
     return Path(platformdirs.user_cache_dir("xaibench", appauthor=False))
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

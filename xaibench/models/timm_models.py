@@ -210,7 +210,8 @@ def _class_names(network: nn.Module, num_classes: int) -> list[str] | None:
     return list(info.label_descriptions()) if info.num_classes() == num_classes else None
 
 
-def _unknown_arch(arch: str) -> ConfigError:
+def unknown_arch_error(arch: str) -> ConfigError:
+    """The error for an architecture timm does not know, suggesting close names."""
     import timm
 
     close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
@@ -237,7 +238,7 @@ def build_timm_classifier(
 
     name = name or arch
     if not timm.is_model(arch):
-        raise _unknown_arch(arch)
+        raise unknown_arch_error(arch)
     cfg = timm.models.get_pretrained_cfg(arch)
     cfg_dict = cfg.to_dict() if cfg is not None else {}
     kwargs: dict[str, Any] = {}

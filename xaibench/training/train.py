@@ -1,6 +1,7 @@
 """Train any timm architecture on any registered dataset, with FPA / Rectangle / PGD; cached.
 
-``train_classifier`` trains (or finds in the cache) one configuration and writes
+``train_classifier`` trains through the one training loop (``training.loop.fit``), or finds
+in the cache, one configuration and writes
 ``cache_dir()/models/trained-<hash>.pt`` (the ``Classifier``'s state dict, normalisation
 buffers included) with a JSON sidecar (configuration, test accuracy, seconds, device). The
 ``trained`` model factory only *loads* that file: a suite run never trains a timm model
@@ -22,7 +23,6 @@ Choices (documented there too):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -33,14 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from ..device import resolve_device
 from ..errors import ConfigError, XaibenchError
+from ..files import write_atomic_bytes
+from ..hashing import stable_hash
+from ..models.cache import cache_dir
+from ..models.timm_models import build_timm_classifier, unknown_arch_error
 from ..registry import datasets as dataset_registry
 from ..registry import models
 from ..types import UNKNOWN_LABEL, Classifier
+from . import digits as _digits  # noqa: F401  (registers the digits models ``trained`` builds)
 from .adversarial import ADVERSARIAL, PGD, build_adversarial, check_method_params
 from .augment import AUGMENTATIONS, FPA_CIFAR10, build_augmentation
+from .loop import Progress, derived_seed, fit, seeded_build
 
 #: Bump when the training loop changes so stale cached weights are not reused.
 FORMAT_VERSION = 1
@@ -108,9 +114,7 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         check_method_params(self)
         if not timm.is_model(self.arch):
-            from ..models.timm_models import _unknown_arch
-
-            raise _unknown_arch(self.arch)
+            raise unknown_arch_error(self.arch)
         dataset_registry.resolve(self.dataset)  # unknown dataset → UnknownPluginError (a ConfigError)
         if not isinstance(self.dataset_params, dict):
             raise ConfigError(f"dataset_params must be a table of parameters, got {self.dataset_params!r}")
@@ -163,11 +167,7 @@ class TrainConfig:
 
     def cache_path(self) -> Path:
         """``cache_dir()/models/trained-<hash>.pt`` of this (resolved) configuration."""
-        from ..models.cache import cache_dir
-
-        text = json.dumps(self.key_dict(), sort_keys=True, default=str)
-        key = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cache_dir() / "models" / f"trained-{key}.pt"
+        return cache_dir() / "models" / f"trained-{stable_hash(self.key_dict())}.pt"
 
     def non_default(self) -> dict[str, Any]:
         """The fields that differ from the defaults (``arch`` and ``dataset`` always).
@@ -193,8 +193,7 @@ class TrainConfig:
 
     def suite_entry(self) -> str:
         """The TOML inline table that names this model in a suite's ``[[models]]``."""
-        items = {"name": "trained", **self.non_default()}
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in items.items()) + "}"
+        return suite_entry("trained", self.non_default())
 
     def train_command(self) -> str:
         """The ``xaibench train`` command line that trains exactly this configuration."""
@@ -212,6 +211,12 @@ class TrainConfig:
             else:
                 parts += [flag, str(value)]
         return shlex.join(parts)
+
+
+def suite_entry(name: str, params: dict[str, Any]) -> str:
+    """``{name = "…", key = value, …}``: the TOML inline table of a suite's ``[[models]]`` entry."""
+    items = {"name": name, **params}
+    return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in items.items()) + "}"
 
 
 def _toml(value: Any) -> str:
@@ -238,11 +243,6 @@ class TrainResult:
 # --------------------------------------------------------------------------------------
 
 
-def _derived_seed(seed: int, salt: str) -> int:
-    digest = hashlib.blake2b(f"{int(seed)}:{salt}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
 def _splits(config: TrainConfig) -> tuple[Any, list[int], Any, list[int], str]:
     """Training dataset and indices, evaluation dataset and indices, and how they were split."""
     from ..datasets import load_dataset
@@ -263,7 +263,7 @@ def _splits(config: TrainConfig) -> tuple[Any, list[int], Any, list[int], str]:
             raise ConfigError(
                 f"dataset {config.dataset!r} has {len(labelled)} labelled images; training needs at least 2"
             )
-        generator = torch.Generator().manual_seed(_derived_seed(config.seed, "holdout"))
+        generator = torch.Generator().manual_seed(derived_seed(config.seed, "holdout"))
         order = [labelled[i] for i in torch.randperm(len(labelled), generator=generator).tolist()]
         n_eval = min(len(order) - 1, max(1, round(config.holdout * len(order))))
         eval_index, train_index = sorted(order[:n_eval]), sorted(order[n_eval:])
@@ -271,7 +271,7 @@ def _splits(config: TrainConfig) -> tuple[Any, list[int], Any, list[int], str]:
     if not train_index:
         raise ConfigError(f"dataset {config.dataset!r} has no labelled training images")
     if config.limit is not None and len(train_index) > config.limit:
-        generator = torch.Generator().manual_seed(_derived_seed(config.seed, "limit"))
+        generator = torch.Generator().manual_seed(derived_seed(config.seed, "limit"))
         keep = torch.randperm(len(train_index), generator=generator)[: config.limit]
         train_index = sorted(train_index[i] for i in keep.tolist())
     return train_set, train_index, eval_set, eval_index, how
@@ -281,25 +281,12 @@ def _labelled(dataset: Any, indices: Any) -> list[int]:
     return [i for i in indices if dataset.labels[i] != UNKNOWN_LABEL]
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise XaibenchError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
-
-
 # --------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------
 
 
 def _build(config: TrainConfig, num_classes: int, *, pretrained: bool) -> Classifier:
-    from ..models.timm_models import build_timm_classifier
-
     return build_timm_classifier(
         config.arch, name="trained", pretrained=pretrained, img_size=config.img_size,
         num_classes=num_classes, in_chans=config.channels,
@@ -318,13 +305,11 @@ def _accuracy(classifier: Classifier, dataset: Any, indices: list[int], batch_si
     return correct / max(1, len(indices))
 
 
-def _fit(config: TrainConfig, device: torch.device, progress: Any = None) -> tuple[Classifier, dict[str, Any]]:
+def _fit(config: TrainConfig, device: torch.device, progress: Progress | None = None) -> tuple[Classifier, dict[str, Any]]:
     train_set, train_index, eval_set, eval_index, how = _splits(config)
     labels = [train_set.labels[i] for i in train_index] + [eval_set.labels[i] for i in eval_index]
     num_classes = max(labels) + 1
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        classifier = _build(config, num_classes, pretrained=config.pretrained)
+    classifier = seeded_build(config.seed, lambda: _build(config, num_classes, pretrained=config.pretrained))
     classifier.to(device)
     classifier.requires_grad_(True)
     parameters = [p for p in classifier.parameters() if p.requires_grad]
@@ -340,37 +325,17 @@ def _fit(config: TrainConfig, device: torch.device, progress: Any = None) -> tup
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     )
-    shuffle = torch.Generator().manual_seed(config.seed)
-    flip = torch.Generator().manual_seed(_derived_seed(config.seed, "hflip"))
-    augment = config.augmenter()
-    augment_generator = torch.Generator().manual_seed(_derived_seed(config.seed, "augment"))
-    attack = config.attack()
-    attack_generator = torch.Generator().manual_seed(_derived_seed(config.seed, "pgd"))
+
+    def load_batch(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loaded = train_set.load([train_index[i] for i in batch.tolist()])
+        return loaded.pixels, loaded.labels
+
     started = time.perf_counter()
-    for epoch in range(config.epochs):
-        classifier.train()
-        order = torch.randperm(len(train_index), generator=shuffle).tolist()
-        for start in range(0, len(order), config.batch_size):
-            batch = train_set.load([train_index[i] for i in order[start : start + config.batch_size]])
-            images, targets = batch.pixels, batch.labels
-            if config.hflip:
-                flipped = torch.rand(len(targets), generator=flip) < 0.5
-                images = torch.where(flipped.view(-1, 1, 1, 1), images.flip(-1), images)
-            if augment is not None:
-                images = augment(images, augment_generator)
-            images, targets = images.to(device), targets.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            if attack is None:
-                loss = F.cross_entropy(classifier(images), targets)
-            else:
-                # A CPU generator serves a CUDA model too: the random start is drawn on the
-                # CPU and moved, so the stream is the same on every device.
-                loss = attack.training_loss(classifier, images, targets, attack_generator)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        if progress is not None:
-            progress(epoch + 1, config.epochs, float(loss.detach()))
+    fit(
+        classifier, len(train_index), load_batch, epochs=config.epochs, batch_size=config.batch_size,
+        optimizer=optimizer, seed=config.seed, augmenter=config.augmenter(), attack=config.attack(),
+        hflip=config.hflip, schedule=schedule, device=device, progress=progress,
+    )
     seconds = time.perf_counter() - started
     accuracy = _accuracy(classifier, eval_set, eval_index, max(config.batch_size, 64), device)
     classifier.to("cpu")
@@ -428,8 +393,7 @@ def train_classifier(
         loaded = _load(config, path)
         if loaded is not None:
             return TrainResult(loaded, loaded.training_info, cached=True)
-    torch_device = _resolve_device(device)
-    classifier, info = _fit(config, torch_device, progress)
+    classifier, info = _fit(config, _torch_device(device), progress)
     meta = {
         "config": config.key_dict(),
         **info,
@@ -443,15 +407,20 @@ def train_classifier(
     }
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in classifier.state_dict().items()}, buffer)
-    from ..models.cache import atomic_write_bytes
-
-    atomic_write_bytes(path, buffer.getvalue())
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+    write_atomic_bytes(path, buffer.getvalue())
+    write_atomic_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
     loaded = _load(config, path)
     if loaded is None:  # pragma: no cover - we just wrote it
         raise XaibenchError(f"could not read back the trained model at {path}")
     loaded.training_info["cached"] = False
     return TrainResult(loaded, loaded.training_info, cached=False)
+
+
+def _torch_device(device: str) -> torch.device:
+    try:
+        return resolve_device(device)
+    except RuntimeError as exc:  # torch.device("gpu"): not a device name at all
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
 
 
 def make_config(arch: str, dataset: str = "digits", **kwargs: Any) -> TrainConfig:
@@ -658,6 +627,7 @@ __all__ = [
     "digits_model_params",
     "load_trained",
     "make_config",
+    "suite_entry",
     "train_classifier",
     "trained",
 ]
