@@ -2,17 +2,30 @@
 
 Every kind of plugin (models, datasets, explainers, attacks, metrics) lives in one
 ``Registry``. A plugin is a class or a factory function; its parameters are the keyword
-parameters of its constructor (or of the function), read with ``inspect``. Third-party
-packages register through the entry-point groups ``xaibench.<kind>``: the entry point's
-object is imported, which runs its ``@register`` decorators (or, if it is a plugin class or
-factory that is not yet registered, it is registered under the entry point's name).
+parameters of its constructor (or of the function): the signature, with its annotations and
+defaults, is the one declaration. ``validate_params`` checks a suite's values against the
+annotations (``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``list[X]``,
+``tuple[X, Y]``, ``X | None``, …) before any work; ``coerce_params`` also returns them
+converted (``3.0`` for an ``int`` becomes ``3``); ``resolved_params`` merges them with the
+declared defaults, JSON-able, for the results.
+
+Third-party packages register through the entry-point groups ``xaibench.<kind>``: the entry
+point's object is imported, which runs its ``@register`` decorators (or, if it is a plugin
+class or factory that is not yet registered, it is registered under the entry point's name).
+A function can be an explainer: ``@explainers.function("name")`` (``ExplainerRegistry``).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import fnmatch
+import functools
 import inspect
+import numbers
+import sys
+import types
+import typing
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,22 +39,211 @@ T = TypeVar("T")
 _MISSING = inspect.Parameter.empty
 
 
+# --------------------------------------------------------------------------------------
+# Types: display and checking
+# --------------------------------------------------------------------------------------
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence, typing.Sequence)
+
+
+def type_name(annotation: Any) -> str:
+    """How a parameter's type reads in ``xaibench list`` and in error messages.
+
+    ``list[float]``, ``tuple[int, int]``, ``Literal['a', 'b']``, ``int | None``; any sequence
+    type reads ``list[…]`` (a suite writes a TOML array), no annotation reads ``any``.
+    """
+    if annotation is _MISSING or annotation is Any or annotation is object:
+        return "any"
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, str):
+        return annotation
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"tuple[{type_name(args[0])}, ...]"
+        return f"tuple[{', '.join(type_name(a) for a in args)}]" if args else "tuple"
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        return f"list[{type_name(args[0])}]" if args else "list"
+    if origin is not None:
+        inner = ", ".join(type_name(a) for a in args)
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{inner}]" if args else base
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+class _Mismatch(Exception):
+    """A value that does not fit an annotation (the message says what was expected)."""
+
+
+_UNCHANGED = object()
+
+
+def _convert(value: Any, annotation: Any) -> Any:
+    """``value`` checked against ``annotation`` and converted where that is lossless.
+
+    Raises ``_Mismatch``. Annotations this does not understand (a string that could not be
+    evaluated, a type variable) accept anything.
+    """
+    if annotation is _MISSING or annotation is Any or annotation is object or isinstance(annotation, str | TypeVar):
+        return value
+    if annotation is None or annotation is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _convert(value, args[0])
+    if origin is typing.Literal:
+        for choice in args:
+            if type(choice) is type(value) and choice == value:
+                return value
+        raise _Mismatch
+    if origin in (typing.Union, types.UnionType):
+        converted = _UNCHANGED
+        for member in args:
+            try:
+                result = _convert(value, member)
+            except _Mismatch:
+                continue
+            if result is value:
+                return value  # a member that takes the value as it is wins (int | float: 3.0 stays)
+            if converted is _UNCHANGED:
+                converted = result
+        if converted is _UNCHANGED:
+            raise _Mismatch
+        return converted
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if annotation is int:
+        if isinstance(value, bool):
+            raise _Mismatch
+        if isinstance(value, numbers.Integral):
+            return value
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            return int(value)
+        raise _Mismatch
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _Mismatch
+        return value
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    container = origin or annotation
+    if container is tuple or container in _SEQUENCES:
+        if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+            raise _Mismatch
+        if container is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise _Mismatch
+            items = [_convert(v, a) for v, a in zip(value, args, strict=True)]
+        else:
+            element = args[0] if args else Any
+            items = [_convert(v, element) for v in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    if container in (dict, collections.abc.Mapping, typing.Mapping):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        key_type, value_type = args if len(args) == 2 else (Any, Any)
+        pairs = [(_convert(k, key_type), _convert(v, value_type)) for k, v in value.items()]
+        if all(k is old_k and v is old_v for (k, v), (old_k, old_v) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
+    if isinstance(container, type):
+        if isinstance(value, container):
+            return value
+        raise _Mismatch
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists (recursively): what a results file records."""
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class ParamSpec:
-    """One declared parameter of a plugin."""
+    """One declared parameter of a plugin: its name, default and (evaluated) annotation."""
 
     name: str
     default: Any
-    annotation: str
+    annotation: Any = _MISSING
 
     @property
     def required(self) -> bool:
         return self.default is _MISSING
 
+    @property
+    def type_name(self) -> str:
+        """The annotation as it reads to a user: ``list[float]``, ``Literal['a', 'b']``, …"""
+        return type_name(self.annotation)
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        """The allowed values of a ``Literal`` parameter (also inside ``Literal[...] | None``)."""
+        annotation = self.annotation
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            literals = [a for a in typing.get_args(annotation) if typing.get_origin(a) is typing.Literal]
+            if len(literals) != 1:
+                return None
+            annotation, origin = literals[0], typing.Literal
+        return typing.get_args(annotation) if origin is typing.Literal else None
+
+    def convert(self, value: Any) -> Any:
+        """``value`` checked against the annotation (see ``Registry.coerce_params``); raises
+        ``ValueError`` with what was expected."""
+        try:
+            return _convert(value, self.annotation)
+        except _Mismatch:
+            raise ValueError(self.mismatch(value)) from None
+
+    def mismatch(self, value: Any) -> str:
+        choices = self.choices
+        if choices is not None:
+            listed = ", ".join(repr(c) for c in choices)
+            union = typing.get_origin(self.annotation) in (typing.Union, types.UnionType)
+            others = [
+                type_name(member)
+                for member in (typing.get_args(self.annotation) if union else ())
+                if typing.get_origin(member) is not typing.Literal
+            ]
+            alternatives = "".join(f" or {other}" for other in others)
+            return f"expects one of {listed}{alternatives}, got {value!r}"
+        expected = self.type_name
+        hint = ""
+        if self.annotation is bool and isinstance(value, str | int | float):
+            hint = " (write true or false, without quotes)"
+        elif self.annotation is int and isinstance(value, float):
+            hint = " (a whole number)"
+        return f"expects {expected}{hint}, got {value!r} ({type(value).__name__})"
+
     def describe(self) -> str:
         if self.required:
-            return f"{self.name}: {self.annotation} (required)"
-        return f"{self.name}: {self.annotation} = {self.default!r}"
+            return f"{self.name}: {self.type_name} (required)"
+        return f"{self.name}: {self.type_name} = {jsonable(self.default)!r}"
 
 
 def closest(name: str, candidates: list[str]) -> str | None:
@@ -53,12 +255,14 @@ def closest(name: str, candidates: list[str]) -> str | None:
     return max(prefixes, key=len) if prefixes else None
 
 
-def _annotation_name(annotation: Any) -> str:
-    if annotation is _MISSING:
-        return "any"
-    if isinstance(annotation, str):
-        return annotation
-    return getattr(annotation, "__name__", str(annotation))
+def _signature(obj: Callable[..., Any]) -> inspect.Signature:
+    """The signature of a plugin class's ``__init__`` (or of a factory), annotations evaluated
+    where they can be (``from __future__ import annotations`` makes them strings)."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        return inspect.signature(target, eval_str=True)
+    except Exception:  # an annotation naming something not importable at run time
+        return inspect.signature(target)
 
 
 def declared_params(obj: Callable[..., Any], skip: tuple[str, ...] = ()) -> list[ParamSpec]:
@@ -67,10 +271,8 @@ def declared_params(obj: Callable[..., Any], skip: tuple[str, ...] = ()) -> list
     Positional-only parameters, ``*args``/``**kwargs`` and the names in ``skip`` (objects the
     runner passes in, such as the classifier) are not user parameters.
     """
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    signature = inspect.signature(target)
     params = []
-    for name, parameter in signature.parameters.items():
+    for name, parameter in _signature(obj).parameters.items():
         if name in ("self", *skip):
             continue
         if parameter.kind in (
@@ -79,8 +281,30 @@ def declared_params(obj: Callable[..., Any], skip: tuple[str, ...] = ()) -> list
             inspect.Parameter.POSITIONAL_ONLY,
         ):
             continue
-        params.append(ParamSpec(name, parameter.default, _annotation_name(parameter.annotation)))
+        params.append(ParamSpec(name, parameter.default, parameter.annotation))
     return params
+
+
+@functools.lru_cache(maxsize=1)
+def _top_level_distributions() -> dict[str, list[str]]:
+    try:
+        return dict(metadata.packages_distributions())
+    except Exception:  # pragma: no cover - broken metadata must not break listing
+        return {}
+
+
+def _module_origin(module: str | None) -> str:
+    """The distribution that provides ``module`` (its top-level package), else its name."""
+    top = (module or "").partition(".")[0]
+    if not top or top == "xaibench":
+        return "xaibench"
+    distributions = _top_level_distributions().get(top)
+    return distributions[0] if distributions else top
+
+
+# --------------------------------------------------------------------------------------
+# Registries
+# --------------------------------------------------------------------------------------
 
 
 class Registry(Generic[T]):
@@ -98,14 +322,22 @@ class Registry(Generic[T]):
         self.runtime_args = runtime_args
         self._plugins: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
-        self._origins: dict[str, str] = {}
+        self._origins: dict[str, str | None] = {}
         self._entry_points_loaded = False
         self.failed: dict[str, str] = {}
 
+    @property
+    def singular(self) -> str:
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
+
     # -- registration -------------------------------------------------------------------
     def register(
-        self, name: str | None = None, *, aliases: tuple[str, ...] = (), origin: str = "xaibench"
+        self, name: str | None = None, *, aliases: tuple[str, ...] = (), origin: str | None = None
     ) -> Callable[[T], T]:
+        """Register a plugin class or factory under ``name`` (default: its own ``name``
+        attribute, else its ``__name__``). ``origin`` (the distribution that provides it)
+        defaults to the one that installed the plugin's module."""
+
         def decorator(plugin: T) -> T:
             # Only a name the class sets itself counts: a subclass must not inherit its
             # parent's registered name and silently replace it.
@@ -123,7 +355,7 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def add(self, name: str, plugin: T, *, origin: str = "xaibench") -> None:
+    def add(self, name: str, plugin: T, *, origin: str | None = None) -> None:
         self.register(name, origin=origin)(plugin)
 
     # -- discovery ----------------------------------------------------------------------
@@ -174,7 +406,7 @@ class Registry(Generic[T]):
         if name in self.failed:
             failed = f" A plugin named {name!r} exists but failed to import: {self.failed[name]}."
         return (
-            f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}.{hint}{failed} "
+            f"unknown {self.singular} {name!r}.{hint}{failed} "
             f"Known {self.kind}: {', '.join(known) or '(none)'}."
         )
 
@@ -198,7 +430,22 @@ class Registry(Generic[T]):
         return sorted(a for a, target in self._aliases.items() if target == name)
 
     def origin(self, name: str) -> str:
-        return self._origins[self.resolve(name)]
+        """The distribution that provides the plugin ("xaibench" for the built-ins); for a
+        plugin registered outside any installed distribution, its top-level module."""
+        key = self.resolve(name)
+        if self._origins.get(key) is None:
+            self._origins[key] = _module_origin(getattr(self._plugins[key], "__module__", None))
+        return str(self._origins[key])
+
+    def version(self, name: str) -> str | None:
+        """The installed version of the plugin's distribution, ``None`` when it has none."""
+        origin = self.origin(name)
+        if origin == "xaibench":
+            return str(getattr(sys.modules.get("xaibench"), "__version__", None) or metadata.version("xaibench"))
+        try:
+            return metadata.version(origin)
+        except metadata.PackageNotFoundError:
+            return None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -207,37 +454,115 @@ class Registry(Generic[T]):
     def params(self, name: str) -> list[ParamSpec]:
         return declared_params(self.get(name), skip=self.runtime_args)
 
-    def validate_params(self, name: str, params: dict[str, Any], *, where: str = "") -> None:
-        """Reject unknown and missing parameters before any work, with what is expected."""
-        declared = {p.name: p for p in self.params(name)}
-        plugin = self.get(name)
-        target = plugin.__init__ if inspect.isclass(plugin) else plugin
-        accepts_anything = any(
-            p.kind is inspect.Parameter.VAR_KEYWORD
-            for p in inspect.signature(target).parameters.values()
+    def _accepts_any_keyword(self, name: str) -> bool:
+        return any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in _signature(self.get(name)).parameters.values()
         )
-        for key in params:
-            if key not in declared and not accepts_anything:
-                close = closest(key, list(declared))
+
+    def coerce_params(self, name: str, params: dict[str, Any], *, where: str = "") -> dict[str, Any]:
+        """``params`` checked against the plugin's declaration and converted.
+
+        Unknown and missing parameters and values that do not fit the annotation raise
+        ``ConfigError`` naming the plugin, the parameter, the expected type and the value.
+        ``bool`` takes only true/false; ``int`` takes a whole number (``3.0`` becomes ``3``,
+        ``2.9`` is refused); ``float`` takes ints too (kept as given); ``Literal`` takes
+        its choices; sequences take a list or tuple whose elements fit; ``X | None`` takes
+        ``None``; an unannotated parameter takes anything. Only the given keys are returned.
+        """
+        declared = {p.name: p for p in self.params(name)}
+        accepts_anything = self._accepts_any_keyword(name)
+        what = f"{self.singular} {name!r}"
+        key = where or None
+        for param in params:
+            if param not in declared and not accepts_anything:
+                close = closest(param, list(declared))
                 hint = f" Did you mean {close!r}?" if close else ""
                 expected = ", ".join(p.describe() for p in declared.values()) or "no parameters"
-                raise ConfigError(
-                    f"unknown parameter {key!r} for {self.kind[:-1]} {name!r}.{hint} "
-                    f"Expected: {expected}.",
-                    key=where or None,
-                )
+                raise ConfigError(f"unknown parameter {param!r} for {what}.{hint} Expected: {expected}.", key=key)
         for spec in declared.values():
             if spec.required and spec.name not in params:
-                raise ConfigError(
-                    f"{self.kind[:-1]} {name!r} needs the parameter {spec.describe()}",
-                    key=where or None,
-                )
+                raise ConfigError(f"{what} needs the parameter {spec.describe()}", key=key)
+        converted = {}
+        for param, value in params.items():
+            spec = declared.get(param)
+            if spec is None:
+                converted[param] = value
+                continue
+            try:
+                converted[param] = spec.convert(value)
+            except ValueError as exc:
+                raise ConfigError(f"{what}: parameter {param!r} {exc}", key=key) from None
+        return converted
+
+    def validate_params(self, name: str, params: dict[str, Any], *, where: str = "") -> None:
+        """Reject unknown, missing and ill-typed parameters before any work (``coerce_params``)."""
+        self.coerce_params(name, params, where=where)
+
+    def resolved_params(self, name: str, params: dict[str, Any], *, where: str = "") -> dict[str, Any]:
+        """The parameters the plugin runs with: declared defaults merged with ``params``
+        (validated and converted), JSON-able (tuples as lists).
+
+        A plugin class may define a classmethod ``effective_params(params) -> dict`` to say
+        which of them it actually uses (e.g. a metric whose ``perturbation`` makes other
+        parameters irrelevant); it receives and returns the merged dict.
+        """
+        merged = {p.name: p.default for p in self.params(name) if not p.required}
+        merged.update(self.coerce_params(name, params, where=where))
+        effective = getattr(self.get(name), "effective_params", None)
+        if callable(effective):
+            merged = dict(effective(merged))
+        return {k: jsonable(v) for k, v in merged.items()}
+
+
+class ExplainerRegistry(Registry[Any]):
+    """The explainer registry; ``function`` makes a plain function an explainer."""
+
+    def function(
+        self,
+        name: str | None = None,
+        *,
+        is_random: bool = False,
+        multiplies_by_inputs: bool = False,
+        needs_gradients: bool = True,
+        title: str = "",
+        summary: str = "",
+        aliases: tuple[str, ...] = (),
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register ``fn(model, x01, target, **params) -> attributions`` as an explainer.
+
+        >>> @explainers.function("gradient_sign", title="Gradient sign")
+        ... def gradient_sign(model, x01, target, scale: float = 1.0):
+        ...     ...
+
+        The parameters after the first three are the explainer's (shown by ``xaibench
+        list``, validated in suites). A random function (``is_random=True``) should take a
+        ``noise_ids`` keyword too: the runner passes one id per image, and
+        ``xaibench.types.explanation_seeds(x01, target, seed, noise_ids)`` turns them into
+        per-image seeds (common random numbers). The function is returned unchanged; the
+        registered class is ``explainers.get(name)`` (``xaibench.function_explainer``).
+        """
+        from .function_explainer import function_explainer
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            cls = function_explainer(
+                fn,
+                name=name,
+                is_random=is_random,
+                multiplies_by_inputs=multiplies_by_inputs,
+                needs_gradients=needs_gradients,
+                title=title,
+                summary=summary,
+            )
+            self.register(cls.name, aliases=aliases)(cls)
+            return fn
+
+        return decorator
 
 
 # The five registries. Importing ``xaibench`` fills them with the built-in plugins.
 models: Registry[Any] = Registry("models")
 datasets: Registry[Any] = Registry("datasets", runtime_args=("input_size", "channels"))
-explainers: Registry[Any] = Registry("explainers", runtime_args=("classifier",))
+explainers: ExplainerRegistry = ExplainerRegistry("explainers", runtime_args=("classifier",))
 attacks: Registry[Any] = Registry("attacks")
 metrics: Registry[Any] = Registry("metrics")
 

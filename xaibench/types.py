@@ -6,7 +6,7 @@ Pixel space everywhere: every image tensor that crosses a module boundary is flo
 
 from __future__ import annotations
 
-import hashlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from .hashing import seed63, seed_of
 
 # --------------------------------------------------------------------------------------
 # Models
@@ -158,14 +160,11 @@ def image_seeds(x01: Tensor, target: Tensor, base_seed: int) -> list[int]:
     """
     pixels = x01.detach().to("cpu", torch.float32).contiguous().numpy()
     targets = target.detach().to("cpu").tolist()
-    seeds = []
-    for image, label in zip(pixels, targets, strict=True):
-        digest = hashlib.blake2b(digest_size=8)
-        digest.update(int(base_seed).to_bytes(8, "little", signed=True))
-        digest.update(int(label).to_bytes(8, "little", signed=True))
-        digest.update(np.ascontiguousarray(image).tobytes())
-        seeds.append(int.from_bytes(digest.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF)
-    return seeds
+    base = int(base_seed).to_bytes(8, "little", signed=True)
+    return [
+        seed63(base, int(label).to_bytes(8, "little", signed=True), np.ascontiguousarray(image).tobytes())
+        for image, label in zip(pixels, targets, strict=True)
+    ]
 
 
 def id_seeds(noise_ids: Sequence[str], base_seed: int) -> list[int]:
@@ -177,13 +176,8 @@ def id_seeds(noise_ids: Sequence[str], base_seed: int) -> list[int]:
     The seed depends only on ``(base_seed, id)``: an image gets the same noise alone, in any
     batch, on any executor.
     """
-    seeds = []
-    for noise_id in noise_ids:
-        digest = hashlib.blake2b(digest_size=8, person=b"xaibench-crn")
-        digest.update(int(base_seed).to_bytes(8, "little", signed=True))
-        digest.update(str(noise_id).encode("utf-8"))
-        seeds.append(int.from_bytes(digest.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF)
-    return seeds
+    base = int(base_seed).to_bytes(8, "little", signed=True)
+    return [seed63(base, str(noise_id).encode("utf-8"), person=b"xaibench-crn") for noise_id in noise_ids]
 
 
 def explanation_seeds(
@@ -199,34 +193,82 @@ def explanation_seeds(
     return id_seeds(noise_ids, base_seed)
 
 
+class _ClassOrInstanceMethod:
+    """A method that runs on the class (``Cls.m()``) or on an instance (``obj.m()``).
+
+    ``metadata()`` reads class attributes, but an instance may override one (AGI is random
+    only with ``classes="sampled"``): called on the instance, it sees the instance's value.
+    """
+
+    def __init__(self, function: Callable[..., Any]):
+        self.function = function
+        functools.update_wrapper(self, function)  # type: ignore[arg-type]
+
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        return functools.partial(self.function, owner if instance is None else instance)
+
+
+def _display_name(plugin: Any) -> str:
+    """``title``, else the registered ``name``, else the class name."""
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return str(getattr(plugin, "title", "") or getattr(plugin, "name", "") or cls.__name__)
+
+
+#: The capability attributes of an explainer, in the order ``Explainer.metadata`` lists them.
+EXPLAINER_CAPABILITIES = (
+    "needs_gradients",
+    "uses_baseline",
+    "is_random",
+    "multiplies_by_inputs",
+    "has_completeness",
+    "convergence_param",
+    "fuses_prediction",
+    "reuses_logits",
+)
+
+
 class Explainer:
     """Attribution method: ``explain(x01, target)`` → attributions with the shape of ``x01``.
 
-    Random explainers (``is_random = True``) also accept ``explain(x01, target,
-    noise_ids=[...])``: one id per image, and images with the same id draw the same noise
-    (``explanation_seeds``). The runner passes the original's id for the original and all its
-    corrupted copies (common random numbers), and ``"<id>#independent"`` for the noise-floor
-    draw. Without ``noise_ids`` the seed comes from the image's content.
+    Metadata (class attributes): ``title`` (display name; ``""`` = the registered name) and
+    ``summary`` (one line for ``xaibench list`` and tooltips).
 
-    Capabilities are class attributes the planner and the leaderboard read.
+    Capabilities are class attributes too, declared (the runner and the leaderboard read
+    them; nothing is inferred from signatures):
 
-    Optional methods the runner uses when an explainer defines them:
+    * ``needs_gradients``, ``uses_baseline``, ``multiplies_by_inputs``;
+    * ``is_random``: the attributions depend on a seed. A random explainer must accept
+      ``explain(x01, target, noise_ids=[...])``: one id per image, and images with the same
+      id draw the same noise (``explanation_seeds``). The runner passes ``noise_ids`` only
+      to random explainers: the original's id for the original and all its corrupted copies
+      (common random numbers), and ``"<id>#independent"`` for the noise-floor draw. Without
+      ``noise_ids`` the seed comes from the image's content. An instance may set
+      ``self.is_random`` when randomness depends on its parameters (AGI's sampled classes).
+    * ``has_completeness``: Σ attribution should equal ``f(x) − f(baseline)`` (IG, DeepLIFT);
+      then ``completeness_gap(x01, target, attributions)`` returns the per-image relative
+      gap. ``convergence_param``: the integer parameter whose doubling shrinks the gap
+      (IG: ``n_steps``); with ``max_completeness_gap`` on a suite entry the runner chooses it.
+    * ``reuses_logits``: ``completeness_gap(x01, target, attributions, logits=None)`` uses
+      the logits of ``x01`` when given; the runner then passes those it already has, so
+      ``f(x)`` need not be forwarded again.
+    * ``fuses_prediction``: the class implements ``explain_predicted(x01) -> (attributions,
+      logits)``: explain each image's *predicted* class and return the logits (``N×K``,
+      float32) of the same forward pass, the target being ``logits.argmax(dim=1)``; the
+      attributions must equal ``explain(x01, logits.argmax(dim=1))``. Gradient explainers
+      (saliency, input × gradient) get the prediction, the probabilities and the gradient
+      from one forward + backward, where the runner would otherwise forward every
+      corrupted image once more to predict it. A subclass that overrides ``explain``
+      without overriding ``explain_predicted`` gets ``fuses_prediction = False`` (its
+      inherited ``explain_predicted`` would no longer match), unless it sets the attribute
+      itself.
 
-    * ``explain_predicted(x01) -> (attributions, logits)``: explain each image's *predicted*
-      class and return the logits (``N×K``, float32) of the same forward pass, the target
-      being ``logits.argmax(dim=1)``. The attributions must equal
-      ``explain(x01, logits.argmax(dim=1))``. Gradient explainers (saliency,
-      input × gradient) get the prediction, the probabilities and the gradient from one
-      forward + backward this way, where the runner would otherwise forward every corrupted
-      image once more to predict it. The runner uses it only when the class that defines
-      ``explain_predicted`` also defines (or inherits the same) ``explain``: a subclass that
-      overrides ``explain`` alone keeps the two-pass path.
-    * ``completeness_gap(x01, target, attributions, logits=None)``: when the signature takes
-      ``logits``, the runner passes the logits of ``x01`` it already has, so ``f(x)`` need not
-      be forwarded again.
+    Optional: a classmethod ``incompatibility(classifier) -> str | None`` (the planner skips
+    the model × explainer pair with that reason).
     """
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
     uses_baseline: ClassVar[bool] = False
     is_random: ClassVar[bool] = False
@@ -236,6 +278,16 @@ class Explainer:
     # The integer parameter whose doubling shrinks the completeness gap (IG: ``n_steps``).
     # With ``max_completeness_gap`` on a suite entry the runner chooses it per model.
     convergence_param: ClassVar[str | None] = None
+    # ``explain_predicted`` is implemented (and consistent with ``explain``).
+    fuses_prediction: ClassVar[bool] = False
+    # ``completeness_gap`` uses the ``logits=`` it is given.
+    reuses_logits: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "explain" in own and "explain_predicted" not in own and "fuses_prediction" not in own:
+            cls.fuses_prediction = False
 
     def __init__(self, classifier: Classifier, **params: Any):
         self.classifier = classifier
@@ -248,8 +300,14 @@ class Explainer:
         """Per image ``|Σa − (f(x) − f(b))| / |f(x) − f(b)|``; ``None`` when undefined."""
         return None
 
-    def describe(self) -> dict[str, Any]:
-        return {"explainer": self.name, **self.params}
+    @_ClassOrInstanceMethod
+    def metadata(self_or_cls: Any) -> dict[str, Any]:  # noqa: N805
+        """Title, summary and every capability, JSON-able (on the class or an instance)."""
+        return {
+            "title": _display_name(self_or_cls),
+            "summary": self_or_cls.summary,
+            **{key: getattr(self_or_cls, key) for key in EXPLAINER_CAPABILITIES},
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -291,7 +349,11 @@ class Oracle:
 class AttackContext:
     """What the runner hands an attack besides the oracle.
 
-    ``pool`` is the image pool attack images come from (the suite's dataset); ``pool_probs``
+    ``original_ids`` are the ids of the batch's originals (row ``i`` of ``x01``); ``seed`` is
+    the suite seed. Draw random numbers from ``generator(original_id, …)``, never from the
+    global RNG: an image then gets the same draws in any batch and on any executor.
+    ``cache`` is shared by the attacks of one batch (eXIAA and its baseline share the
+    attack images' explanations through it). ``pool`` is the image pool attack images come from (the suite's dataset); ``pool_probs``
     are the oracle's probabilities on it, computed once per (model, pool) and cached;
     ``probs`` are the oracle's probabilities on the originals (already needed by the runner).
     ``pool_labels`` holds one dataset label per pool row (``UNKNOWN_LABEL`` = unknown); when
@@ -308,10 +370,10 @@ class AttackContext:
     pool_labels: Tensor | None = None
 
     def generator(self, *salt: Any, device: torch.device | str = "cpu") -> torch.Generator:
-        """A generator seeded from the suite seed and ``salt`` (e.g. the image id)."""
-        digest = hashlib.blake2b(repr((self.seed, *salt)).encode(), digest_size=8).digest()
+        """A generator seeded from the suite seed and ``salt`` (e.g. the image id):
+        ``torch.Generator().manual_seed(seed_of(seed, *salt))`` (``xaibench.hashing``)."""
         generator = torch.Generator(device=device)
-        generator.manual_seed(int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF)
+        generator.manual_seed(seed_of(self.seed, *salt))
         return generator
 
 
@@ -337,10 +399,34 @@ class AttackOutput:
                 raise ValueError(f"AttackOutput: column {key!r} has {len(values)} values, expected {rows}")
 
 
+def grid_axes_of(attack: Attack) -> tuple[str, ...]:
+    """The attack's ``grid_axes``, or the keys of its grid points when it declares none."""
+    if attack.grid_axes:
+        return tuple(attack.grid_axes)
+    grid = attack.grid()
+    return tuple(grid[0]) if grid else ()
+
+
 class Attack:
-    """An attack on explanations. ``black_box`` attacks receive only the ``Oracle``."""
+    """An attack on explanations. ``black_box`` attacks receive only the ``Oracle``.
+
+    Metadata (class attributes): ``title``, ``summary``; ``grid_axes``, the ``AttackOutput``
+    columns that identify a grid point, in order (the first is the rows of a heatmap / the x
+    of a line figure); ``baseline_of``, the plugin name of the attack this one is a baseline
+    for; ``needs_pool``, whether it draws images from ``AttackContext.pool``;
+    ``representative_row``, column values that pick, among the rows of one original at one
+    grid point, the row its examples and attacked-faithfulness rows use (eXIAA: its most
+    confident attack image, ``{"attack_image_rank": 0}``; ``{}``: every row at the point).
+    """
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    grid_axes: ClassVar[tuple[str, ...]] = ()
+    representative_row: ClassVar[dict[str, Any]] = {}
+    #: Display names of grid axes where the column name is not one (``{"alpha": "α"}``).
+    axis_titles: ClassVar[dict[str, str]] = {}
+    baseline_of: ClassVar[str | None] = None
     black_box: ClassVar[bool] = True
     needs_pool: ClassVar[bool] = False
 
@@ -350,8 +436,35 @@ class Attack:
     def perturb(self, x01: Tensor, oracle: Oracle, context: AttackContext) -> AttackOutput:
         raise NotImplementedError  # pragma: no cover
 
-    def describe(self) -> dict[str, Any]:
-        return {"attack": self.name}
+    def reference_point(self) -> dict[str, Any]:
+        """The grid point faithfulness-on-attacked rows and examples use by default.
+
+        The largest grid point, comparing the values of the axes in order (for eXIAA the
+        largest α, then the largest top-k); ``{}`` for an attack without a grid. Override it
+        to declare another point; a suite's ``reference`` table overrides it on the axes it
+        names.
+        """
+        grid = self.grid()
+        if not grid:
+            return {}
+        axes = grid_axes_of(self)
+        largest = max(grid, key=lambda point: tuple(float(point[axis]) for axis in axes))
+        return {axis: largest[axis] for axis in axes}
+
+    def metadata(self) -> dict[str, Any]:
+        """Title, summary, grid and reference point, JSON-able."""
+        return {
+            "title": _display_name(self),
+            "summary": self.summary,
+            "grid_axes": list(grid_axes_of(self)),
+            "grid": [dict(point) for point in self.grid()],
+            "reference": self.reference_point(),
+            "baseline_of": self.baseline_of,
+            "representative_row": dict(self.representative_row),
+            "axis_titles": dict(self.axis_titles),
+            "black_box": self.black_box,
+            "needs_pool": self.needs_pool,
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -369,16 +482,49 @@ ROW_TENSORS = (
 )
 
 
+def _metric_metadata(metric: Any) -> dict[str, Any]:
+    low, high = metric.value_range
+    return {
+        "title": _display_name(metric),
+        "summary": metric.summary,
+        "category": metric.category,
+        "higher_is_better": bool(metric.higher_is_better),
+        "unit": metric.unit,
+        "range": [low, high],
+        "digits": metric.digits,
+    }
+
+
 class Metric:
-    """One value per row. ``needs`` names the tensors (from ``ROW_TENSORS``) it reads."""
+    """One value per row. ``needs`` names the tensors (from ``ROW_TENSORS``) it reads.
+
+    ``__call__(**tensors)`` gets every row tensor the runner has (ignore the extra ones) and
+    returns one float value per row. Metadata (class attributes): ``title`` (``""`` = the
+    registered name), ``summary``, ``higher_is_better`` (from the explainer's side: a more
+    robust explainer scores better), ``category``, ``unit`` (``"%"``, ``"pp"``, ``""``),
+    ``value_range`` (``(low, high)``, ``None`` = unbounded) and ``digits`` (decimals in
+    tables; ``None`` = automatic). ``default_position``: a metric that sets it is computed in
+    suites that name no metrics, in the order of the positions.
+    """
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
     higher_is_better: ClassVar[bool]
     category: ClassVar[str] = "robustness"
     needs: ClassVar[tuple[str, ...]] = ()
+    unit: ClassVar[str] = ""
+    value_range: ClassVar[tuple[float | None, float | None]] = (None, None)
+    digits: ClassVar[int | None] = None
+    default_position: ClassVar[int | None] = None
 
     def __call__(self, **tensors: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @_ClassOrInstanceMethod
+    def metadata(self_or_cls: Any) -> dict[str, Any]:  # noqa: N805
+        """Title, summary, direction, unit, range, digits and ``needs``, JSON-able."""
+        return {**_metric_metadata(self_or_cls), "needs": list(self_or_cls.needs)}
 
 
 # --------------------------------------------------------------------------------------
@@ -413,8 +559,19 @@ class FaithfulnessMetric:
     """
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
     higher_is_better: ClassVar[bool]
     category: ClassVar[str] = "faithfulness"
+    unit: ClassVar[str] = ""
+    value_range: ClassVar[tuple[float | None, float | None]] = (None, None)
+    digits: ClassVar[int | None] = None
+    default_position: ClassVar[int | None] = None  # as ``Metric.default_position``
+
+    @_ClassOrInstanceMethod
+    def metadata(self_or_cls: Any) -> dict[str, Any]:  # noqa: N805
+        """Title, summary, direction, unit, range and digits, JSON-able."""
+        return _metric_metadata(self_or_cls)
 
     def evaluate(
         self,

@@ -271,8 +271,10 @@ def test_batch_invariance_under_the_class_rule(labelled) -> None:
 def test_the_option_is_a_named_validated_parameter_defaulting_to_the_paper(attack_class) -> None:
     defaults = {p.name: p.default for p in attacks.params(attack_class.name)}
     assert defaults["attack_image_source"] == "class"
-    assert attack_class().describe()["attack_image_source"] == "class"
-    assert attack_class(attack_image_source="pool").describe()["attack_image_source"] == "pool"
+    resolved = attacks.resolved_params(attack_class.name, {})
+    assert attack_class().attack_image_source == resolved["attack_image_source"] == "class"
+    resolved = attacks.resolved_params(attack_class.name, {"attack_image_source": "pool"})
+    assert attack_class(attack_image_source="pool").attack_image_source == resolved["attack_image_source"] == "pool"
     with pytest.raises(ConfigError, match="attack_image_source must be one of 'class', 'pool'"):
         attack_class(attack_image_source="labels")
 

@@ -288,7 +288,7 @@ def test_registered_with_the_paper_grid_as_defaults() -> None:
     }
     attack = ExIAA()
     assert len(attack.grid()) == 50 and ExIAA.black_box and ExIAA.needs_pool
-    assert attack.describe() == {"attack": "exiaa", "alphas": list(defaults["alphas"]),
+    assert {"attack": attack.name, **attacks.resolved_params("exiaa", {})} == {"attack": "exiaa", "alphas": list(defaults["alphas"]),
                                  "topks": list(defaults["topks"]), "n_attack_images": 3,
                                  "source_class_ranks": [1], "first_attack_image": 0,
                                  "attack_image_source": "class"}

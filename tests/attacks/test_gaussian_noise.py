@@ -104,4 +104,5 @@ def test_bad_parameters(params, words) -> None:
 def test_registered_params() -> None:
     defaults = {p.name: p.default for p in attacks.params("gaussian_noise")}
     assert defaults["sigma"] == 0.25 and defaults["positions"] == "same"
-    assert GaussianNoise(positions="random").describe()["positions"] == "random"
+    assert GaussianNoise(positions="random").positions == "random"
+    assert attacks.resolved_params("gaussian_noise", {"positions": "random"})["positions"] == "random"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from xaibench.errors import ConfigError
 from xaibench.explainers.agi import AGIExplainer, reference_classes
 from xaibench.registry import explainers
 
@@ -216,13 +217,14 @@ def test_registered_with_reference_defaults(tiny):
     }
     specs = explainers.params("agi")
     assert {p.name: p.default for p in specs} == expected
-    assert all(not p.required and p.annotation != "any" for p in specs)
+    assert all(not p.required and p.type_name != "any" for p in specs)
     cls = explainers.get("agi")
     assert cls.needs_gradients and cls.multiplies_by_inputs and not cls.is_random
     assert not cls.uses_baseline and not cls.has_completeness
     explainer = cls(tiny)
-    assert explainer.name == "agi" and explainer.describe() == {"explainer": "agi", **expected}
-    json.dumps(AGIExplainer(tiny, classes=[1, 2]).describe())
+    resolved = explainers.resolved_params("agi", {})
+    assert explainer.name == "agi" and {"explainer": explainer.name, **resolved} == {"explainer": "agi", **expected}
+    json.dumps(explainers.resolved_params("agi", {"classes": [1, 2]}))
 
 
 @pytest.mark.parametrize(
@@ -237,5 +239,5 @@ def test_registered_with_reference_defaults(tiny):
     ],
 )
 def test_invalid_params_are_rejected(tiny, params, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         AGIExplainer(tiny, **params)

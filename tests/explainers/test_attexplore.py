@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from captum.attr import Saliency
 from torch import nn
 
+from xaibench.errors import ConfigError
 from xaibench.explainers.attexplore import (
     AttExploreExplainer,
     gaussian_kernel,
@@ -361,7 +362,7 @@ def test_variants_run_and_stay_non_negative(tiny, params):
 
 def test_registered_with_reference_defaults(tiny):
     specs = {p.name: p for p in explainers.params("attexplore")}
-    assert all(not p.required and p.annotation != "any" for p in specs.values())
+    assert all(not p.required and p.type_name != "any" for p in specs.values())
     defaults = {name: p.default for name, p in specs.items()}
     assert defaults["epsilon"] == pytest.approx(48 / 255)
     assert defaults["sigma"] == pytest.approx(16 / 255)
@@ -376,8 +377,10 @@ def test_registered_with_reference_defaults(tiny):
     assert not cls.uses_baseline and not cls.has_completeness
     explainer = cls(tiny)
     assert explainer.name == "attexplore"
-    assert explainer.describe() == {"explainer": "attexplore", **defaults}
-    json.dumps(explainer.describe())
+    resolved = explainers.resolved_params("attexplore", {})
+    assert {"explainer": explainer.name, **resolved} == {"explainer": "attexplore", **defaults}
+    assert {name: getattr(explainer, name) for name in defaults} == defaults
+    json.dumps(resolved)
 
 
 @pytest.mark.parametrize(
@@ -395,7 +398,7 @@ def test_registered_with_reference_defaults(tiny):
     ],
 )
 def test_invalid_params_are_rejected(tiny, params, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         AttExploreExplainer(tiny, **params)
 
 

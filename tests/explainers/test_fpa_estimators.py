@@ -8,6 +8,7 @@ import pytest
 import torch
 from captum.attr import InputXGradient
 
+from xaibench.errors import ConfigError
 from xaibench.explainers import (
     InputXGradientExplainer,
     InputXSmoothGradExplainer,
@@ -95,10 +96,11 @@ def test_input_x_smoothgrad_is_signed_smoothgrad_times_input(tiny):
 def test_registered_with_typed_defaulted_params(tiny, name, expected):
     specs = explainers.params(name)
     assert {p.name: p.default for p in specs} == expected
-    assert all(not p.required and p.annotation != "any" for p in specs)
+    assert all(not p.required and p.type_name != "any" for p in specs)
     explainer = explainers.get(name)(tiny)
-    assert explainer.describe() == {"explainer": name, **expected}
-    json.dumps(explainer.describe())
+    resolved = explainers.resolved_params(name, {})
+    assert {"explainer": explainer.name, **resolved} == {"explainer": name, **expected}
+    json.dumps(resolved)
     x = images(2, 16, seed=5)
     t = predicted(tiny, x)
     a = explainers.get(name)(tiny, **({"nt_samples": 2} if "nt_samples" in expected else {})).explain(x, t)
@@ -117,5 +119,5 @@ def test_capabilities():
 
 @pytest.mark.parametrize("name", ["input_x_gradient", "input_x_smoothgrad"])
 def test_invalid_input_space(tiny, name):
-    with pytest.raises(ValueError, match="pixel, normalized"):
+    with pytest.raises(ConfigError, match="pixel, normalized"):
         explainers.get(name)(tiny, input_space="raw")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from xaibench.errors import ConfigError
 from xaibench.registry import explainers
 
 EXPECTED = {
@@ -38,10 +39,10 @@ def test_registered_with_typed_defaulted_params(name, tiny):
     assert name in explainers.names()
     specs = explainers.params(name)
     assert {p.name: p.default for p in specs} == EXPECTED[name]
-    assert all(not p.required and p.annotation != "any" for p in specs)
+    assert all(not p.required and p.type_name != "any" for p in specs)
     explainer = explainers.get(name)(tiny)
     assert explainer.name == name
-    described = explainer.describe()
+    described = {"explainer": explainer.name, **explainers.resolved_params(name, {})}
     assert described == {"explainer": name, **EXPECTED[name]}
     json.dumps(described)
 
@@ -69,5 +70,5 @@ def test_capabilities():
     ],
 )
 def test_invalid_params_are_rejected_with_valid_values(tiny, name, params, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         explainers.get(name)(tiny, **params)

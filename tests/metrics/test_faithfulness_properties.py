@@ -240,8 +240,9 @@ def test_invalid_parameters_raise_config_error(name: str, params: dict, message:
 
 
 def test_reference_insertion_reports_its_zero_canvas() -> None:
-    assert Insertion(protocol="attexplore_reference").describe()["canvas"] == "zeros"
-    assert Insertion().describe()["canvas"] == "blur"
+    assert Insertion(protocol="attexplore_reference").canvas == "zeros"
+    assert metrics.resolved_params("insertion", {"protocol": "attexplore_reference"})["canvas"] == "zeros"
+    assert Insertion().canvas == metrics.resolved_params("insertion", {})["canvas"] == "blur"
 
 
 def test_shape_mismatch_is_rejected() -> None:

@@ -313,21 +313,27 @@ def test_binary_i_only_for_square_removal() -> None:
         assert (not torch.equal(raw, times)) is differs, kind
 
 
-# -- parameters, describe, suites ------------------------------------------------------------
+# -- parameters, resolved parameters, suites -------------------------------------------------
+
+
+def describe(**params: object) -> dict:
+    """What the results record for an infidelity entry with ``params``."""
+    return {"metric": "infidelity", **metrics.resolved_params("infidelity", params)}
 
 
 def test_describe_names_the_perturbation_and_only_its_parameters() -> None:
-    assert Infidelity().describe() == {
+    assert describe() == {
         "metric": "infidelity", "n_perturb_samples": 32, "normalize": True, "perturbation": "gaussian", "sigma": 0.01}
-    assert Infidelity(perturbation="noisy_baseline").describe() == {
+    assert describe(perturbation="noisy_baseline") == {
         "metric": "infidelity", "n_perturb_samples": 32, "normalize": True, "perturbation": "noisy_baseline",
         "baseline_sigma": 0.2}
-    described = Infidelity(perturbation="square_removal", square_sizes=[4, 8]).describe()
+    described = describe(perturbation="square_removal", square_sizes=[4, 8])
     assert described == {
         "metric": "infidelity", "n_perturb_samples": 32, "normalize": True, "perturbation": "square_removal",
         "square_sizes": [4, 8], "square_value": 0.0}
-    assert Infidelity(perturbation="square_removal").describe()["square_sizes"] == list(range(1, 11))
-    assert metrics.get("infidelity")(perturbation="noisy_baseline").describe()["perturbation"] == "noisy_baseline"
+    assert describe(perturbation="square_removal")["square_sizes"] == list(range(1, 11))
+    metric = metrics.get("infidelity")(perturbation="noisy_baseline")
+    assert metric.perturbation == describe(perturbation="noisy_baseline")["perturbation"] == "noisy_baseline"
 
 
 @pytest.mark.parametrize(
@@ -364,7 +370,7 @@ def test_attexplore_suites_use_yehs_noisy_baseline(suite: str) -> None:
     infd = [m for m in config["metrics"] if metrics.resolve(m["name"]) == "infidelity"]
     assert infd and all(m.get("perturbation") == "noisy_baseline" for m in infd)
     params = {k: v for k, v in infd[0].items() if k not in ("name", "label", "explainers")}
-    assert metrics.get("infidelity")(**params).describe()["baseline_sigma"] == 0.2
+    assert metrics.get("infidelity")(**params).baseline_sigma == describe(**params)["baseline_sigma"] == 0.2
 
 
 RUN_SUITE = """
@@ -402,10 +408,10 @@ square_sizes = [2, 4]
 
 
 def test_rows_name_the_perturbation_they_used(tmp_path: Path) -> None:
-    """The runner writes ``describe()`` into each row's ``metric_params``."""
+    """The runner writes the resolved parameters into each row's ``metric_params``."""
     import json
 
-    from xaibench.runner.engine import build_plan, run_plan
+    from xaibench.runner import build_plan, run_plan
     from xaibench.runner.results import read_results
     from xaibench.runner.suite import load_suite
 

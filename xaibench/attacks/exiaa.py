@@ -6,7 +6,7 @@ Spec: ``/work/shared/specs/exiaa.md``; paper: seeds ``000``/``001`` sections 3â€
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -32,6 +32,9 @@ from .injection import (
     validate_count,
     validate_fractions,
 )
+
+#: Where attack images come from (``attack_image_source``): see ``select_attack_images``.
+AttackImageSource = Literal["class", "pool"]
 
 #: Per-row columns of every injection-grid attack, in this order.
 ROW_COLUMNS = (
@@ -71,6 +74,10 @@ class InjectionGridAttack(Attack):
 
     black_box = True
     needs_pool = True
+    grid_axes = ("alpha", "topk")
+    # Examples and attacked-faithfulness rows: the most confident attack image of each point.
+    representative_row: ClassVar[dict[str, Any]] = {"attack_image_rank": 0}
+    axis_titles: ClassVar[dict[str, str]] = {"alpha": "Î±", "topk": "top-k"}
 
     def __init__(
         self,
@@ -79,7 +86,7 @@ class InjectionGridAttack(Attack):
         n_attack_images: int = PAPER_N_ATTACK_IMAGES,
         source_class_ranks: Sequence[int] = (1,),
         first_attack_image: int = 0,
-        attack_image_source: str = SOURCE_CLASS,
+        attack_image_source: AttackImageSource = SOURCE_CLASS,
     ) -> None:
         owner = getattr(self, "name", type(self).__name__)
         self.alphas = validate_fractions(alphas, name="alphas", owner=owner, include_one=False)
@@ -104,17 +111,6 @@ class InjectionGridAttack(Attack):
 
     def grid(self) -> list[dict[str, Any]]:
         return [{"alpha": alpha, "topk": topk} for alpha in self.alphas for topk in self.topks]
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "attack": self.name,
-            "alphas": list(self.alphas),
-            "topks": list(self.topks),
-            "n_attack_images": self.n_attack_images,
-            "source_class_ranks": list(self.source_class_ranks),
-            "first_attack_image": self.first_attack_image,
-            "attack_image_source": self.attack_image_source,
-        }
 
     def _sources(
         self, x01: Tensor, images: AttackImages, ranks: Tensor, context: AttackContext
@@ -215,6 +211,8 @@ class ExIAA(InjectionGridAttack):
     """
 
     name = "exiaa"
+    title = "eXIAA"
+    summary = "black-box, one step: inject the running-up class's most salient features into the image"
 
     def _sources(
         self, x01: Tensor, images: AttackImages, ranks: Tensor, context: AttackContext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -13,10 +13,11 @@ from ..errors import ConfigError
 from ..registry import attacks
 from ..types import AttackContext
 from .attack_images import SOURCE_CLASS, AttackImages
-from .exiaa import InjectionGridAttack
+from .exiaa import AttackImageSource, InjectionGridAttack
 from .injection import PAPER_ALPHAS, PAPER_N_ATTACK_IMAGES, PAPER_TOPKS
 
-POSITIONS = ("same", "random")
+Positions = Literal["same", "random"]
+POSITIONS: tuple[str, ...] = get_args(Positions)
 
 
 @attacks.register("gaussian_noise")
@@ -52,6 +53,9 @@ class GaussianNoise(InjectionGridAttack):
     """
 
     name = "gaussian_noise"
+    title = "Gaussian noise"
+    summary = "baseline of eXIAA: Gaussian noise on as many entries as eXIAA changes, at the same α and top-k"
+    baseline_of = "exiaa"
 
     def __init__(
         self,
@@ -59,10 +63,10 @@ class GaussianNoise(InjectionGridAttack):
         topks: Sequence[float] = PAPER_TOPKS,
         n_attack_images: int = PAPER_N_ATTACK_IMAGES,
         sigma: float = 0.25,
-        positions: str = "same",
+        positions: Positions = "same",
         source_class_ranks: Sequence[int] = (1,),
         first_attack_image: int = 0,
-        attack_image_source: str = SOURCE_CLASS,
+        attack_image_source: AttackImageSource = SOURCE_CLASS,
     ) -> None:
         super().__init__(
             alphas=alphas, topks=topks, n_attack_images=n_attack_images,
@@ -80,9 +84,6 @@ class GaussianNoise(InjectionGridAttack):
             )
         self.sigma = float(sigma)
         self.positions = positions
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "sigma": self.sigma, "positions": self.positions}
 
     def _sources(
         self, x01: Tensor, images: AttackImages, ranks: Tensor, context: AttackContext

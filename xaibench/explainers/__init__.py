@@ -6,6 +6,7 @@ from .agi import AGIExplainer
 from .attexplore import AttExploreExplainer
 from .deeplift_rules import register_elementwise_rules
 from .deeplift_shap import DeepLiftShapExplainer
+from ..function_explainer import function_explainer
 from .gradient_variants import (
     InputXGradientExplainer,
     InputXSmoothGradExplainer,
@@ -27,5 +28,6 @@ __all__ = [
     "SaliencyExplainer",
     "SmoothGradExplainer",
     "SquaredSmoothGradExplainer",
+    "function_explainer",
     "register_elementwise_rules",
 ]

@@ -2,15 +2,56 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 #: Denominator floor of the relative completeness gap (logit units).
 GAP_EPS = 1e-6
+
+
+def check_choice(owner: str, what: str, value: Any, choices: Sequence[Any]) -> None:
+    """``ConfigError`` naming the valid values when ``value`` is not one of ``choices``."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        raise ConfigError(f"{owner}: unknown {what} {value!r}; valid: {', '.join(map(str, choices))}")
+
+
+@functools.lru_cache(maxsize=64)
+def _declared_types(function: Callable[..., Any]) -> dict[str, Any]:
+    parameters = inspect.signature(function, eval_str=True).parameters
+    return {name: p.annotation for name, p in parameters.items()}
+
+
+def _cast(value: Any, annotation: Any) -> Any:
+    if isinstance(annotation, types.UnionType):  # ``int | None``: cast to the one other type
+        members = [a for a in annotation.__args__ if a is not type(None)]
+        if value is None and len(members) < len(annotation.__args__):
+            return None
+        annotation = members[0] if len(members) == 1 else None
+    return annotation(value) if annotation in (int, float, bool) else value
+
+
+def cast_params(owner: str, function: Callable[..., Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a constructor's arguments) cast to the types ``function`` declares:
+    ``int``, ``float`` and ``bool`` parameters (and their ``| None`` forms) become exactly
+    that type, the rest stay as given. A value that cannot be cast is a ``ConfigError``."""
+    declared = _declared_types(function)
+    cast = {}
+    for name, value in values.items():
+        try:
+            cast[name] = _cast(value, declared.get(name))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{owner}: {name} must be a number, got {value!r}") from None
+    return cast
 
 
 def model_device_dtype(classifier: nn.Module) -> tuple[torch.device, torch.dtype]:

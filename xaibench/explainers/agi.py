@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import explainers
 from ..types import Classifier, Explainer, explanation_seeds
-from ._common import finish, prepare
+from ._common import check_choice, finish, prepare
 
-CLASS_PRESETS = ("reference", "sampled", "spaced")
-PATHS = ("reference", "cumulative")
-EXPLAINED_CLASSES = ("predicted", "target")
+ClassPreset = Literal["reference", "sampled", "spaced"]
+PathKind = Literal["reference", "cumulative"]
+ExplainedClass = Literal["predicted", "target"]
+CLASS_PRESETS: tuple[str, ...] = get_args(ClassPreset)
+PATHS: tuple[str, ...] = get_args(PathKind)
+EXPLAINED_CLASSES: tuple[str, ...] = get_args(ExplainedClass)
 
 #: The AttEXplore code base's class-list seed: ``random.seed(3407); random.sample(range(999), 20)``.
 REFERENCE_CLASS_SEED = 3407
@@ -66,8 +71,11 @@ class AGIExplainer(Explainer):
     products per forward). ``classes_batch_size`` caps the classes per image in one pass.
     """
 
+    title = "AGI"
+    summary = "Adversarial Gradient Integration: gradients integrated along attacks towards false classes"
     needs_gradients = True
-    # Deterministic for the default class list; "sampled" is seeded per image.
+    # Deterministic for the default class list; "sampled" is seeded per image (the instance
+    # then sets ``is_random``).
     is_random = False
     uses_baseline = False
     # Each term is a gradient times a pixel displacement, like IG's (x − b) ⊙ ∇f.
@@ -80,16 +88,16 @@ class AGIExplainer(Explainer):
         epsilon: float = 0.05,
         max_iter: int = 20,
         topk: int = 20,
-        classes: str | list[int] = "reference",
-        path: str = "reference",
-        explained_class: str = "predicted",
+        classes: ClassPreset | list[int] = "reference",
+        path: PathKind = "reference",
+        explained_class: ExplainedClass = "predicted",
         seed: int = 0,
         classes_batch_size: int | None = None,
     ):
         num_classes = int(classifier.num_classes)
         if isinstance(classes, str):
             if classes not in CLASS_PRESETS:
-                raise ValueError(
+                raise ConfigError(
                     f"agi: unknown classes {classes!r}; valid: {', '.join(CLASS_PRESETS)} "
                     "or a list of class ids"
                 )
@@ -97,21 +105,17 @@ class AGIExplainer(Explainer):
         else:
             class_param = [int(c) for c in classes]
             if not class_param or any(not 0 <= c < num_classes for c in class_param):
-                raise ValueError(f"agi: classes must be non-empty ids in [0, {num_classes})")
-        if path not in PATHS:
-            raise ValueError(f"agi: unknown path {path!r}; valid: {', '.join(PATHS)}")
-        if explained_class not in EXPLAINED_CLASSES:
-            raise ValueError(
-                f"agi: unknown explained_class {explained_class!r}; valid: {', '.join(EXPLAINED_CLASSES)}"
-            )
+                raise ConfigError(f"agi: classes must be non-empty ids in [0, {num_classes})")
+        check_choice("agi", "path", path, PATHS)
+        check_choice("agi", "explained_class", explained_class, EXPLAINED_CLASSES)
         if int(max_iter) < 1 or int(topk) < 1:
-            raise ValueError("agi: max_iter and topk must be ≥ 1")
+            raise ConfigError("agi: max_iter and topk must be ≥ 1")
         if not float(epsilon) > 0.0:
-            raise ValueError(f"agi: epsilon must be > 0 (pixel units), got {epsilon!r}")
+            raise ConfigError(f"agi: epsilon must be > 0 (pixel units), got {epsilon!r}")
         if num_classes < 2:
             raise ValueError("agi: needs a classifier with at least two classes")
         if classes_batch_size is not None and int(classes_batch_size) < 1:
-            raise ValueError("agi: classes_batch_size must be ≥ 1 or None")
+            raise ConfigError("agi: classes_batch_size must be ≥ 1 or None")
         super().__init__(
             classifier,
             epsilon=float(epsilon),

@@ -16,24 +16,52 @@ is the default and a parameter switches to the paper's variant (``docs/attexplor
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
+from ..hashing import seed_of
 from ..registry import explainers
 from ..types import Classifier, Explainer, explanation_seeds
-from ._common import finish, prepare
+from ._common import cast_params, check_choice, finish, prepare
 from ._dct import dct2, idct2
 
-LOSSES = ("reference", "reference_la", "neg_prob", "ce")
-DIRECTIONS = ("descend", "ascend")
-MASKS = ("uniform", "gaussian")
-GRAD_WRT = ("sample", "iterate")
-DI_MODES = ("auto", "pad", "pad_resize_back")
+Loss = Literal["reference", "reference_la", "neg_prob", "ce"]
+Direction = Literal["descend", "ascend"]
+Mask = Literal["uniform", "gaussian"]
+GradWrt = Literal["sample", "iterate"]
+DiMode = Literal["auto", "pad", "pad_resize_back"]
+LOSSES, DIRECTIONS, MASKS, GRAD_WRT, DI_MODES = (get_args(t) for t in (Loss, Direction, Mask, GradWrt, DiMode))
+
+
+def _check_settings(s: dict[str, Any]) -> None:
+    """Values out of range are a ``ConfigError`` that says what is valid."""
+    for what, valid in (
+        ("loss", LOSSES), ("direction", DIRECTIONS), ("mask", MASKS), ("grad_wrt", GRAD_WRT), ("di_mode", DI_MODES),
+    ):
+        check_choice("attexplore", what, s[what], valid)
+    if s["num_steps"] < 1 or s["N"] < 1:
+        raise ConfigError("attexplore: num_steps and N must be ≥ 1")
+    for what in ("epsilon", "sigma", "rho", "momentum"):
+        if not s[what] >= 0.0:
+            raise ConfigError(f"attexplore: {what} must be ≥ 0 (pixel units), got {s[what]!r}")
+    if s["step_size"] is not None and not s["step_size"] > 0.0:
+        raise ConfigError(f"attexplore: step_size must be > 0 or None, got {s['step_size']!r}")
+    if not 0.0 <= s["di_prob"] <= 1.0:
+        raise ConfigError(f"attexplore: di_prob must be in [0, 1], got {s['di_prob']!r}")
+    if not s["di_ratio"] >= 1.0:
+        raise ConfigError(f"attexplore: di_ratio must be ≥ 1, got {s['di_ratio']!r}")
+    if s["ti_size"] < 0 or (s["ti_size"] > 1 and s["ti_size"] % 2 == 0):
+        raise ConfigError(f"attexplore: ti_size must be odd (or 0/1 for no TI), got {s['ti_size']!r}")
+    if not s["ti_nsig"] > 0.0:
+        raise ConfigError(f"attexplore: ti_nsig must be > 0, got {s['ti_nsig']!r}")
+    if s["samples_batch_size"] is not None and s["samples_batch_size"] < 1:
+        raise ConfigError("attexplore: samples_batch_size must be ≥ 1 or None")
 
 
 def label_loss(logits: Tensor, target: Tensor, kind: str) -> Tensor:
@@ -98,8 +126,7 @@ def resize_pad(
 
 
 def _mix_seed(seed: int, *salt: int) -> int:
-    digest = hashlib.blake2b(repr((int(seed), *salt)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+    return seed_of(int(seed), *salt)
 
 
 @dataclass
@@ -143,6 +170,8 @@ class AttExploreExplainer(Explainer):
     no-grad forwards with ``early_stop``.
     """
 
+    title = "AttEXplore"
+    summary = "attribution along a frequency-explored transfer-attack path (Zhu et al., ICLR 2024)"
     needs_gradients = True
     is_random = True
     uses_baseline = False
@@ -160,13 +189,13 @@ class AttExploreExplainer(Explainer):
         rho: float = 0.5,
         momentum: float = 1.0,
         step_size: float | None = None,
-        loss: str = "reference",
-        direction: str = "descend",
-        mask: str = "uniform",
-        grad_wrt: str = "sample",
+        loss: Loss = "reference",
+        direction: Direction = "descend",
+        mask: Mask = "uniform",
+        grad_wrt: GradWrt = "sample",
         di_prob: float = 0.5,
         di_ratio: float = 1.15,
-        di_mode: str = "auto",
+        di_mode: DiMode = "auto",
         ti_size: int = 7,
         ti_nsig: float = 3.0,
         normalize: bool = True,
@@ -175,78 +204,17 @@ class AttExploreExplainer(Explainer):
         seed: int = 0,
         samples_batch_size: int | None = None,
     ):
-        for value, valid, what in (
-            (loss, LOSSES, "loss"),
-            (direction, DIRECTIONS, "direction"),
-            (mask, MASKS, "mask"),
-            (grad_wrt, GRAD_WRT, "grad_wrt"),
-            (di_mode, DI_MODES, "di_mode"),
-        ):
-            if value not in valid:
-                raise ValueError(f"attexplore: unknown {what} {value!r}; valid: {', '.join(valid)}")
-        if int(num_steps) < 1 or int(N) < 1:
-            raise ValueError("attexplore: num_steps and N must be ≥ 1")
-        for value, what in ((epsilon, "epsilon"), (sigma, "sigma"), (rho, "rho"), (momentum, "momentum")):
-            if not float(value) >= 0.0:
-                raise ValueError(f"attexplore: {what} must be ≥ 0 (pixel units), got {value!r}")
-        if step_size is not None and not float(step_size) > 0.0:
-            raise ValueError(f"attexplore: step_size must be > 0 or None, got {step_size!r}")
-        if not 0.0 <= float(di_prob) <= 1.0:
-            raise ValueError(f"attexplore: di_prob must be in [0, 1], got {di_prob!r}")
-        if not float(di_ratio) >= 1.0:
-            raise ValueError(f"attexplore: di_ratio must be ≥ 1, got {di_ratio!r}")
-        if int(ti_size) < 0 or (int(ti_size) > 1 and int(ti_size) % 2 == 0):
-            raise ValueError(f"attexplore: ti_size must be odd (or 0/1 for no TI), got {ti_size!r}")
-        if not float(ti_nsig) > 0.0:
-            raise ValueError(f"attexplore: ti_nsig must be > 0, got {ti_nsig!r}")
-        if samples_batch_size is not None and int(samples_batch_size) < 1:
-            raise ValueError("attexplore: samples_batch_size must be ≥ 1 or None")
-        super().__init__(
-            classifier,
-            epsilon=float(epsilon),
-            num_steps=int(num_steps),
-            N=int(N),
-            sigma=float(sigma),
-            rho=float(rho),
-            momentum=float(momentum),
-            step_size=None if step_size is None else float(step_size),
-            loss=loss,
-            direction=direction,
-            mask=mask,
-            grad_wrt=grad_wrt,
-            di_prob=float(di_prob),
-            di_ratio=float(di_ratio),
-            di_mode=di_mode,
-            ti_size=int(ti_size),
-            ti_nsig=float(ti_nsig),
-            normalize=bool(normalize),
-            use_sign=bool(use_sign),
-            early_stop=bool(early_stop),
-            seed=int(seed),
-            samples_batch_size=None if samples_batch_size is None else int(samples_batch_size),
-        )
-        self.epsilon = float(epsilon)
-        self.num_steps = int(num_steps)
-        self.N = int(N)
-        self.sigma = float(sigma)
-        self.rho = float(rho)
-        self.momentum = float(momentum)
+        # The signature above is the one declaration of the settings: every parameter,
+        # cast to its declared type, becomes an attribute and a recorded parameter.
+        given = {k: v for k, v in locals().items() if k not in ("self", "classifier", "__class__")}
+        settings = cast_params("attexplore", AttExploreExplainer.__init__, given)
+        _check_settings(settings)
+        super().__init__(classifier, **settings)
+        vars(self).update(settings)
         # T·α = ε by default, so the ε-ball clip never binds (spec §2.10 P3).
-        self.alpha = float(step_size) if step_size is not None else self.epsilon / self.num_steps
-        self.loss = loss
-        self.sign = -1.0 if direction == "descend" else 1.0
-        self.mask = mask
-        self.grad_wrt = grad_wrt
-        self.di_prob = float(di_prob)
-        self.di_ratio = float(di_ratio)
-        self.di_mode = di_mode
-        self.ti_size = int(ti_size)
-        self.ti_nsig = float(ti_nsig)
-        self.normalize = bool(normalize)
-        self.use_sign = bool(use_sign)
-        self.early_stop = bool(early_stop)
-        self.seed = int(seed)
-        self.samples_per_pass = min(self.N, int(samples_batch_size or self.N))
+        self.alpha = self.step_size if self.step_size is not None else self.epsilon / self.num_steps
+        self.sign = -1.0 if self.direction == "descend" else 1.0
+        self.samples_per_pass = min(self.N, int(self.samples_batch_size or self.N))
         self._accepts_size: dict[tuple[int, int], bool] = {}
 
     # -- public -------------------------------------------------------------------------

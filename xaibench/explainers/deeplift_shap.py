@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..registry import explainers
 from ..types import Classifier, Explainer
-from ._common import finish, prepare, quiet_captum, relative_gap, target_logits
+from ._common import check_choice, finish, prepare, quiet_captum, relative_gap, target_logits
 from .deeplift_rules import CloneHookDeepLiftShap, hooked_types, register_elementwise_rules
 
-BASELINE_KINDS = ("uniform", "zeros_and_uniform")
+BaselineKind = Literal["uniform", "zeros_and_uniform"]
+BASELINE_KINDS: tuple[str, ...] = get_args(BaselineKind)
 
 
 def find_reused_hooked_modules(classifier: nn.Module, x: Tensor) -> list[str]:
@@ -76,6 +79,8 @@ class DeepLiftShapExplainer(Explainer):
     per call); ``None`` attributes the whole batch at once.
     """
 
+    title = "DeepLIFT SHAP"
+    summary = "DeepLIFT (rescale rule) averaged over a fixed, seeded set of baseline images"
     uses_baseline = True
     multiplies_by_inputs = True
     has_completeness = True
@@ -85,19 +90,16 @@ class DeepLiftShapExplainer(Explainer):
         self,
         classifier: Classifier,
         n_baselines: int = 8,
-        baselines: str = "uniform",
+        baselines: BaselineKind = "uniform",
         seed: int = 0,
         internal_batch_size: int | None = None,
     ):
-        if baselines not in BASELINE_KINDS:
-            raise ValueError(
-                f"deeplift_shap: unknown baselines {baselines!r}; valid: {', '.join(BASELINE_KINDS)}"
-            )
+        check_choice("deeplift_shap", "baselines", baselines, BASELINE_KINDS)
         if int(n_baselines) < 2:
             # Captum asserts more than one baseline (a single one is plain DeepLift).
-            raise ValueError(f"deeplift_shap: n_baselines must be ≥ 2, got {n_baselines}")
+            raise ConfigError(f"deeplift_shap: n_baselines must be ≥ 2, got {n_baselines}")
         if internal_batch_size is not None and int(internal_batch_size) < 1:
-            raise ValueError("deeplift_shap: internal_batch_size must be ≥ 1 or None")
+            raise ConfigError("deeplift_shap: internal_batch_size must be ≥ 1 or None")
         reused = list(getattr(classifier, "reused_modules", None) or [])
         if reused:
             raise _reuse_error(getattr(classifier, "name", type(classifier).__name__), reused)

@@ -17,20 +17,22 @@ convention, the default) returns ``∂f/∂x ⊙ x`` with ``x`` in ``[0, 1]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 from torch import Tensor
 
 from ..registry import explainers
 from ..types import Classifier
+from ._common import check_choice
 from .saliency import SaliencyExplainer
 from .smoothgrad import SmoothGradExplainer
 
-INPUT_SPACES = ("pixel", "normalized")
+InputSpace = Literal["pixel", "normalized"]
+INPUT_SPACES: tuple[str, ...] = get_args(InputSpace)
 
 
 def _check_input_space(name: str, input_space: str) -> None:
-    if input_space not in INPUT_SPACES:
-        raise ValueError(f"{name}: unknown input_space {input_space!r}; valid: {', '.join(INPUT_SPACES)}")
+    check_choice(name, "input_space", input_space, INPUT_SPACES)
 
 
 def input_factor(classifier: Classifier, x01: Tensor, input_space: str) -> Tensor:
@@ -47,6 +49,8 @@ class SquaredSmoothGradExplainer(SmoothGradExplainer):
 
     # Set explicitly: the registry names a class only when it has no inherited ``name``.
     name = "sq_smoothgrad"
+    title = "SmoothGrad²"
+    summary = "SQ-SG: the mean of squared gradients over noisy copies of the image"
 
     def __init__(
         self,
@@ -78,9 +82,12 @@ class InputXGradientExplainer(SaliencyExplainer):
     """VG′: the signed gradient of the target logit times the input (Captum ``InputXGradient``)."""
 
     name = "input_x_gradient"
+    title = "Input × Gradient"
+    summary = "VG′: the signed gradient of the target logit times the input"
     multiplies_by_inputs = True
+    fuses_prediction = True  # explain_predicted: one forward + backward
 
-    def __init__(self, classifier: Classifier, input_space: str = "pixel"):
+    def __init__(self, classifier: Classifier, input_space: InputSpace = "pixel"):
         _check_input_space("input_x_gradient", input_space)
         super().__init__(classifier, abs=False)
         self.input_space = input_space
@@ -101,6 +108,8 @@ class InputXSmoothGradExplainer(SmoothGradExplainer):
     """SG′: signed SmoothGrad (mean gradient over noisy copies) times the clean input."""
 
     name = "input_x_smoothgrad"
+    title = "Input × SmoothGrad"
+    summary = "SG′: signed SmoothGrad times the clean input"
     multiplies_by_inputs = True
 
     def __init__(
@@ -110,7 +119,7 @@ class InputXSmoothGradExplainer(SmoothGradExplainer):
         stdevs: float = 0.15,
         seed: int = 0,
         nt_samples_batch_size: int | None = None,
-        input_space: str = "pixel",
+        input_space: InputSpace = "pixel",
     ):
         _check_input_space("input_x_smoothgrad", input_space)
         super().__init__(

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import explainers
 from ..types import Classifier, Explainer
-from ._common import finish, prepare, quiet_captum, relative_gap, target_logits
+from ._common import check_choice, finish, prepare, quiet_captum, relative_gap, target_logits
 
 #: Baseline name → constant pixel value (pixel space is [0, 1]).
 BASELINES: dict[str, float] = {"zeros": 0.0, "uniform_gray": 0.5}
+Baseline = Literal["zeros", "uniform_gray"]
+#: Captum's integration rules (``riemann_left`` … ``gausslegendre``).
+Method = Literal[tuple(SUPPORTED_METHODS)]  # type: ignore[valid-type]
 
 #: Integration steps per Captum chunk when ``internal_batch_size`` is not given. Fixing the
 #: steps per chunk (not the rows) keeps the summation order independent of the batch size.
@@ -29,34 +35,30 @@ class IntegratedGradientsExplainer(Explainer):
     default ``N × min(n_steps, 8)``.
     """
 
+    title = "Integrated Gradients"
+    summary = "gradients integrated along the straight path from a constant baseline (Sundararajan et al. 2017)"
     uses_baseline = True
     multiplies_by_inputs = True
     has_completeness = True
     convergence_param = "n_steps"  # the runner doubles it to meet max_completeness_gap
+    reuses_logits = True  # completeness_gap reads f(x) from the logits it is given
 
     def __init__(
         self,
         classifier: Classifier,
         n_steps: int = 32,
-        method: str = "gausslegendre",
-        baseline: str = "zeros",
+        method: Method = "gausslegendre",
+        baseline: Baseline = "zeros",
         internal_batch_size: int | None = None,
     ):
-        if method not in SUPPORTED_METHODS:
-            raise ValueError(
-                f"integrated_gradients: unknown method {method!r}; "
-                f"valid: {', '.join(SUPPORTED_METHODS)}"
-            )
-        if baseline not in BASELINES:
-            raise ValueError(
-                f"integrated_gradients: unknown baseline {baseline!r}; valid: {', '.join(BASELINES)}"
-            )
+        check_choice("integrated_gradients", "method", method, SUPPORTED_METHODS)
+        check_choice("integrated_gradients", "baseline", baseline, tuple(BASELINES))
         # Captum's Riemann rules assert n_steps > 1; say so before any compute.
         min_steps = 1 if method == "gausslegendre" else 2
         if int(n_steps) < min_steps:
-            raise ValueError(f"integrated_gradients: n_steps must be ≥ {min_steps} for {method!r}")
+            raise ConfigError(f"integrated_gradients: n_steps must be ≥ {min_steps} for {method!r}")
         if internal_batch_size is not None and int(internal_batch_size) < 1:
-            raise ValueError("integrated_gradients: internal_batch_size must be ≥ 1 or None")
+            raise ConfigError("integrated_gradients: internal_batch_size must be ≥ 1 or None")
         super().__init__(
             classifier,
             n_steps=int(n_steps),

@@ -18,6 +18,8 @@ class RandomAttribution(Explainer):
     It ignores the model; faithfulness metrics should score it at chance (MIF/LIF area ≈ 0).
     """
 
+    title = "Random"
+    summary = "uniform noise, seeded per image: the chance level of every faithfulness metric"
     needs_gradients = False
     is_random = True
 

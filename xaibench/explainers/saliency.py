@@ -19,7 +19,10 @@ class SaliencyExplainer(Explainer):
     ``abs=False`` for signed gradients (the AttEXplore code base's ``sm`` wrapper).
     """
 
+    title = "Saliency"
+    summary = "gradient of the target logit with respect to the pixels (|∂f/∂x| by default)"
     needs_gradients = True
+    fuses_prediction = True  # explain_predicted: one forward + backward
 
     def __init__(self, classifier: Classifier, abs: bool = True):  # Captum's name for the flag
         super().__init__(classifier, abs=bool(abs))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from captum.attr import Saliency
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import explainers
 from ..types import Classifier, Explainer, explanation_seeds
-from ._common import finish, prepare, quiet_captum
+from ._common import check_choice, finish, prepare, quiet_captum
 
-NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+NtType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+NT_TYPES: tuple[str, ...] = get_args(NtType)
 
 
 @explainers.register("smoothgrad")
@@ -37,6 +40,8 @@ class SmoothGradExplainer(Explainer):
     GPU runs see the same noise.
     """
 
+    title = "SmoothGrad"
+    summary = "saliency averaged over noisy copies of the image (Smilkov et al. 2017)"
     is_random = True
 
     def __init__(
@@ -46,17 +51,16 @@ class SmoothGradExplainer(Explainer):
         stdevs: float = 0.15,
         abs: bool = False,  # Captum's name for the flag
         seed: int = 0,
-        nt_type: str = "smoothgrad",
+        nt_type: NtType = "smoothgrad",
         nt_samples_batch_size: int | None = None,
     ):
-        if nt_type not in NT_TYPES:
-            raise ValueError(f"smoothgrad: unknown nt_type {nt_type!r}; valid: {', '.join(NT_TYPES)}")
+        check_choice("smoothgrad", "nt_type", nt_type, NT_TYPES)
         if int(nt_samples) < 1:
-            raise ValueError("smoothgrad: nt_samples must be ≥ 1")
+            raise ConfigError("smoothgrad: nt_samples must be ≥ 1")
         if not float(stdevs) >= 0.0:
-            raise ValueError(f"smoothgrad: stdevs must be ≥ 0 (pixel units), got {stdevs!r}")
+            raise ConfigError(f"smoothgrad: stdevs must be ≥ 0 (pixel units), got {stdevs!r}")
         if nt_samples_batch_size is not None and int(nt_samples_batch_size) < 1:
-            raise ValueError("smoothgrad: nt_samples_batch_size must be ≥ 1 or None")
+            raise ConfigError("smoothgrad: nt_samples_batch_size must be ≥ 1 or None")
         super().__init__(
             classifier,
             nt_samples=int(nt_samples),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..registry import metrics
 from ..types import FaithfulnessMetric, FaithfulnessResult
 from .perturbation import (
+    Reduction,
     blur,
     check_inputs,
     check_positive_int,
@@ -33,8 +34,10 @@ from .perturbation import (
     trapezoid_auc,
 )
 
-PROTOCOLS = ("default", "attexplore_reference")
-CANVASES = ("blur", "zeros")
+Protocol = Literal["default", "attexplore_reference"]
+Canvas = Literal["blur", "zeros"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+CANVASES: tuple[str, ...] = get_args(Canvas)
 
 
 def _check_protocol(metric: str, protocol: str) -> str:
@@ -69,6 +72,7 @@ class _CausalMetric(FaithfulnessMetric):
     """
 
     mode: str  # "deletion" or "insertion"
+    value_range = (0.0, 1.0)  # the area under a probability curve over [0, 1]
 
     def __init__(self, steps: int, reduction: str, protocol: str) -> None:
         self.steps = check_positive_int(self.name, "steps", steps)
@@ -143,9 +147,6 @@ class _CausalMetric(FaithfulnessMetric):
             forward_images=n_images * points,
         )
 
-    def describe(self) -> dict[str, Any]:
-        return {"metric": self.name, "steps": self.steps, "reduction": self.reduction, "protocol": self.protocol}
-
 
 @metrics.register("deletion")
 class Deletion(_CausalMetric):
@@ -157,11 +158,13 @@ class Deletion(_CausalMetric):
     """
 
     name = "deletion"
+    title = "deletion"
+    summary = "area under the target's probability as pixels are deleted most-important-first (Petsiuk et al. 2018)"
     higher_is_better = False
     mode = "deletion"
 
     def __init__(
-        self, steps: int = 224, reduction: str = "abs", baseline: float = 0.0, protocol: str = "default"
+        self, steps: int = 224, reduction: Reduction = "abs", baseline: float = 0.0, protocol: Protocol = "default"
     ) -> None:
         super().__init__(steps, reduction, protocol)
         if isinstance(baseline, bool) or not isinstance(baseline, int | float) or not 0.0 <= baseline <= 1.0:
@@ -176,9 +179,6 @@ class Deletion(_CausalMetric):
     def _canvas(self, x01: Tensor) -> Tensor:
         return torch.full((1, 1, 1, 1), self.baseline, dtype=x01.dtype, device=x01.device).expand_as(x01)
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "baseline": self.baseline}
-
 
 @metrics.register("insertion")
 class Insertion(_CausalMetric):
@@ -186,16 +186,18 @@ class Insertion(_CausalMetric):
 
     ``canvas="blur"`` (default): RISE's blurred copy of the image (``gkern(11, 5)``, per
     channel, zero padding), computed in pixel space; ``"zeros"``: a black canvas. The
-    reference protocol always uses zeros (its ``describe`` says so). Area under the target's
+    reference protocol always uses zeros (its resolved parameters say so). Area under the target's
     softmax-probability curve; ``higher_is_better = True``.
     """
 
     name = "insertion"
+    title = "insertion"
+    summary = "area under the target's probability as pixels are revealed most-important-first (Petsiuk et al. 2018)"
     higher_is_better = True
     mode = "insertion"
 
     def __init__(
-        self, steps: int = 224, reduction: str = "abs", canvas: str = "blur", protocol: str = "default"
+        self, steps: int = 224, reduction: Reduction = "abs", canvas: Canvas = "blur", protocol: Protocol = "default"
     ) -> None:
         super().__init__(steps, reduction, protocol)
         if canvas not in CANVASES:
@@ -209,8 +211,12 @@ class Insertion(_CausalMetric):
     def _canvas(self, x01: Tensor) -> Tensor:
         return blur(x01) if self.canvas == "blur" else torch.zeros_like(x01)
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "canvas": self.canvas}
+    @classmethod
+    def effective_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The reference protocol inserts onto zeros whatever ``canvas`` says."""
+        if params.get("protocol") == "attexplore_reference":
+            return {**params, "canvas": "zeros"}
+        return params
 
 
 # --------------------------------------------------------------------------------------
@@ -218,7 +224,16 @@ class Insertion(_CausalMetric):
 # --------------------------------------------------------------------------------------
 
 #: The perturbation distributions of ``Infidelity`` (``perturbation=``).
-INFD_PERTURBATIONS = ("gaussian", "noisy_baseline", "square_removal")
+Perturbation = Literal["gaussian", "noisy_baseline", "square_removal"]
+INFD_PERTURBATIONS: tuple[str, ...] = get_args(Perturbation)
+
+#: The parameters each perturbation reads beyond the shared ones; the others must stay at
+#: their defaults (``Infidelity`` refuses them) and are left out of the resolved parameters.
+_INFD_OWN_PARAMS = {
+    "gaussian": ("sigma",),
+    "noisy_baseline": ("baseline_sigma",),
+    "square_removal": ("square_sizes", "square_value"),
+}
 
 #: Yeh et al.'s square side lengths in pixels: ``rads = np.arange(10) + 1`` in
 #: ``get_exp_infid`` of their code (chihkuanyeh/saliency_evaluation, 28×28 MNIST).
@@ -281,14 +296,17 @@ class Infidelity(FaithfulnessMetric):
     """
 
     name = "infidelity"
+    title = "INFD"
+    summary = "infidelity: expected squared error of Iᵀa against the model's change under perturbations I (Yeh et al. 2019)"
     higher_is_better = False
+    value_range = (0.0, None)
 
     def __init__(
         self,
         n_perturb_samples: int = 32,
         sigma: float = 0.01,
         normalize: bool = True,
-        perturbation: str = "gaussian",
+        perturbation: Perturbation = "gaussian",
         baseline_sigma: float = 0.2,
         square_sizes: Sequence[int] = YEH_SQUARE_SIZES,
         square_value: float = 0.0,
@@ -325,11 +343,6 @@ class Infidelity(FaithfulnessMetric):
             raise ConfigError(f"infidelity: square_value must be a pixel value in [0, 1], got {square_value!r}")
         self.square_value = float(square_value)
         # A parameter of another perturbation would be silently ignored: say so.
-        unused = {
-            "gaussian": ("baseline_sigma", "square_sizes", "square_value"),
-            "noisy_baseline": ("sigma", "square_sizes", "square_value"),
-            "square_removal": ("sigma", "baseline_sigma"),
-        }[perturbation]
         defaults = {"sigma": 0.01, "baseline_sigma": 0.2, "square_sizes": YEH_SQUARE_SIZES, "square_value": 0.0}
         current = {
             "sigma": self.sigma,
@@ -337,25 +350,18 @@ class Infidelity(FaithfulnessMetric):
             "square_sizes": self.square_sizes,
             "square_value": self.square_value,
         }
-        for name in unused:
-            if current[name] != defaults[name]:
+        for name in defaults:
+            if name not in _INFD_OWN_PARAMS[perturbation] and current[name] != defaults[name]:
                 raise ConfigError(
                     f"infidelity: {name} has no effect with perturbation={perturbation!r}; leave it at its default"
                 )
 
-    def describe(self) -> dict[str, Any]:
-        own: dict[str, Any] = {
-            "gaussian": {"sigma": self.sigma},
-            "noisy_baseline": {"baseline_sigma": self.baseline_sigma},
-            "square_removal": {"square_sizes": list(self.square_sizes), "square_value": self.square_value},
-        }[self.perturbation]
-        return {
-            "metric": self.name,
-            "n_perturb_samples": self.n_perturb_samples,
-            "normalize": self.normalize,
-            "perturbation": self.perturbation,
-            **own,
-        }
+    @classmethod
+    def effective_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The shared parameters and those of the chosen perturbation only."""
+        own = _INFD_OWN_PARAMS.get(params.get("perturbation", "gaussian"), ())
+        others = {name for names in _INFD_OWN_PARAMS.values() for name in names} - set(own)
+        return {k: v for k, v in params.items() if k not in others}
 
     def _draw(
         self, generator: torch.Generator, image: Tensor, binary: bool, placements: list[tuple[int, int]]
@@ -500,17 +506,16 @@ class MifLifArea(FaithfulnessMetric):
     """
 
     name = "mif_lif_area"
+    title = "MIF−LIF area"
+    summary = "area between the least- and most-important-first masking curves of the target logit (FPA paper)"
     higher_is_better = True
 
-    def __init__(self, fractions: int = 20, reduction: str = "abs", value: float = 0.0) -> None:
+    def __init__(self, fractions: int = 20, reduction: Reduction = "abs", value: float = 0.0) -> None:
         self.fractions = check_positive_int(self.name, "fractions", fractions)
         self.reduction = check_reduction(self.name, reduction)
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"{self.name}: value must be a number in [0, 1] (pixel space), got {value!r}")
         self.value = float(value)
-
-    def describe(self) -> dict[str, Any]:
-        return {"metric": self.name, "fractions": self.fractions, "reduction": self.reduction, "value": self.value}
 
     def evaluate(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-REDUCTIONS = ("abs", "signed", "sum")
+Reduction = Literal["abs", "signed", "sum"]
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
 Forward = Callable[[Tensor], Tensor]
 

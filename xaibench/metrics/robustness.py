@@ -55,9 +55,6 @@ class _RowMetric(Metric):
     def __init__(self) -> None:
         pass
 
-    def describe(self) -> dict[str, object]:
-        return {"metric": self.name}
-
 
 @metrics.register("explanation_change_pct")
 class ExplanationChangePct(_RowMetric):
@@ -70,7 +67,13 @@ class ExplanationChangePct(_RowMetric):
     """
 
     name = "explanation_change_pct"
+    default_position = 0  # in the metrics of a suite that names none
+    title = "expl. change %"
+    summary = "L1 change of the explanation, in percent of the clean explanation's L1 mass"
     higher_is_better = False
+    unit = "%"
+    value_range = (0.0, None)
+    digits = 1
     needs = ("expl_original", "expl_corrupted")
 
     def __call__(self, *, expl_original: Tensor, expl_corrupted: Tensor, **_: Tensor) -> Tensor:
@@ -94,7 +97,12 @@ class SSIMMetric(_RowMetric):
     """
 
     name = "ssim"
+    default_position = 1  # in the metrics of a suite that names none
+    title = "SSIM"
+    summary = "structural similarity of the corrupted image to the original (1 = identical)"
     higher_is_better = True
+    value_range = (-1.0, 1.0)
+    digits = 3
     needs = ("original", "corrupted")
 
     def __call__(self, *, original: Tensor, corrupted: Tensor, **_: Tensor) -> Tensor:
@@ -115,7 +123,13 @@ class ConfidenceDropPct(_RowMetric):
     """
 
     name = "confidence_drop_pct"
+    default_position = 2  # in the metrics of a suite that names none
+    title = "conf. drop pp"
+    summary = "change of the predicted class's probability, in percentage points"
     higher_is_better = False
+    unit = "pp"
+    value_range = (0.0, 100.0)
+    digits = 2
     needs = ("probs_original", "probs_corrupted")
 
     def __call__(self, *, probs_original: Tensor, probs_corrupted: Tensor, **_: Tensor) -> Tensor:
@@ -134,7 +148,11 @@ class PredictionFlipped(_RowMetric):
     """
 
     name = "prediction_flipped"
+    default_position = 3  # in the metrics of a suite that names none
+    title = "flipped"
+    summary = "1 where the attack changed the predicted class (its mean is the flip rate)"
     higher_is_better = False
+    value_range = (0.0, 1.0)
     needs = ("probs_original", "probs_corrupted")
 
     def __call__(self, *, probs_original: Tensor, probs_corrupted: Tensor, **_: Tensor) -> Tensor:
@@ -162,7 +180,11 @@ class TopKIntersection(_RowMetric):
     """
 
     name = "topk_intersection"
+    default_position = 4  # in the metrics of a suite that names none
+    title = "top-k intersection"
+    summary = "fraction of the clean explanation's top-k entries still in the top k after the attack"
     higher_is_better = True
+    value_range = (0.0, 1.0)
     needs = ("expl_original", "expl_corrupted")
 
     def __init__(self, fraction: float = 0.01) -> None:
@@ -171,9 +193,6 @@ class TopKIntersection(_RowMetric):
         if not (0.0 < float(fraction) <= 1.0):
             raise ConfigError(f"topk_intersection: fraction must be in (0, 1], got {fraction!r}")
         self.fraction = float(fraction)
-
-    def describe(self) -> dict[str, object]:
-        return {"metric": self.name, "fraction": self.fraction}
 
     def __call__(self, *, expl_original: Tensor, expl_corrupted: Tensor, **_: Tensor) -> Tensor:
         _check_pair(self.name, expl_original, expl_corrupted)
@@ -221,7 +240,11 @@ class RankCorrelation(_RowMetric):
     """
 
     name = "rank_correlation"
+    default_position = 5  # in the metrics of a suite that names none
+    title = "rank correlation"
+    summary = "Spearman correlation between the clean and the attacked explanation"
     higher_is_better = True
+    value_range = (-1.0, 1.0)
     needs = ("expl_original", "expl_corrupted")
 
     def __call__(self, *, expl_original: Tensor, expl_corrupted: Tensor, **_: Tensor) -> Tensor:
