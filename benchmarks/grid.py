@@ -336,7 +336,8 @@ def run_grid_benchmarks(config: GridConfig, workdir: Path | None = None) -> tupl
     in alternating order. An untimed warm-up runner round comes first: it measures and caches
     the chunk sizes (``batch_size = "auto"``), as the first run on a machine does.
     """
-    from xaibench.runner.engine import build_plan, resolve_device, run_plan
+    from xaibench.device import resolve_device
+    from xaibench.runner import build_plan, run_plan
     from xaibench.runner.results import read_results
     from xaibench.runner.suite import load_suite
 
@@ -356,7 +357,7 @@ def run_grid_benchmarks(config: GridConfig, workdir: Path | None = None) -> tupl
                 out = root / f"run-{counter['runs']}"
                 counter["runs"] += 1
                 plan = build_plan(load_suite(str(suite_path)), out)
-                classifier = plan.setups[0].classifier
+                classifier = plan.resources().classifier(plan.suite.models[0])
                 recorder.calls = []
                 recorder.attach(classifier)
                 try:
@@ -371,9 +372,9 @@ def run_grid_benchmarks(config: GridConfig, workdir: Path | None = None) -> tupl
             _, warmup_s = timed(runner)
             warmup_manifest = state["manifest"]
             plan = state["plan"]
-            setup = plan.setups[0]
-            classifier, dataset = setup.classifier, setup.dataset
-            originals, pool = list(setup.originals), list(setup.pool)
+            res, model = plan.resources(), plan.suite.models[0]
+            classifier, dataset = res.classifier(model), res.dataset(model)
+            originals, pool = list(res.originals(model)), list(res.pool(model))
             sample = dataset.load(originals).pixels.to(device)
             largest = max(b for b, _ in state["calls"])
             replay_images = sample.repeat(-(-largest // sample.shape[0]), 1, 1, 1)[:largest].contiguous()

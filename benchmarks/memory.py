@@ -127,7 +127,7 @@ def child(suite_path: Path, out: Path, baseline_only: bool) -> dict[str, Any]:
     load_model("digits_cnn")
     if baseline_only:
         return {"peak_rss_mb": peak_rss_mb(), "rows": 0, "wall_s": 0.0}
-    from xaibench.runner.engine import build_plan, run_plan
+    from xaibench.runner import build_plan, run_plan
     from xaibench.runner.suite import load_suite
 
     started = time.perf_counter()

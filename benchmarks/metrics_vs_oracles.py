@@ -248,10 +248,11 @@ def run_metrics_benchmark(config: MetricsConfig) -> tuple[Figure, list[Figure]]:
     """Benchmark 2: the headline (the slowest metric's speed-up) and one figure per metric."""
     from xaibench import registry
     from xaibench.datasets import load_dataset
+    from xaibench.device import resolve_device
     from xaibench.metrics import Deletion, Infidelity, Insertion, MifLifArea
     from xaibench.models import load_model
+    from xaibench.runner import ModelAccess
     from xaibench.runner.chunking import ChunkSizes, TuningCache
-    from xaibench.runner.engine import ModelAccess, resolve_device
     from xaibench.types import image_seeds
 
     device = resolve_device(config.device)

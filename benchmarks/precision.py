@@ -97,8 +97,8 @@ def measure_case(case: PrecisionCase, rounds: int, device: torch.device) -> dict
     from xaibench.metrics.robustness import RankCorrelation, TopKIntersection
     from xaibench.metrics.ssim import ssim
     from xaibench.models import load_model
+    from xaibench.runner import ModelAccess, sensitivity_heatmap
     from xaibench.runner.chunking import ChunkSizes
-    from xaibench.runner.engine import ModelAccess, sensitivity_heatmap
     from xaibench.types import image_seeds
 
     classifier = load_model(case.model).to(device)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from xaibench.runner.engine import resolve_device
+    from xaibench.device import resolve_device
 
     device = resolve_device(args.device)
     info = machine()

@@ -50,7 +50,7 @@ def run(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
 ) -> None:
     """Run a suite: plan, compute every pending unit, write Parquet, print a summary."""
-    from .runner.engine import build_plan, run_plan
+    from .runner import build_plan, run_plan
     from .runner.suite import load_suite
 
     if executor not in ("local", "ray"):
@@ -62,14 +62,14 @@ def run(
     console.print(f"[bold]xaibench[/bold] suite [cyan]{resolved.name}[/cyan] ({resolved.source})")
     with console.status("loading models and data…"):
         plan = build_plan(resolved, out)
-    pending = sum(1 for u in plan.units if u.state == "pending")
-    existing = sum(1 for u in plan.units if u.state == "existing")
-    incompatible = [u for u in plan.units if u.state == "incompatible"]
+    pending = plan.count("pending")
+    existing = plan.count("existing")
+    incompatible = [u for u in plan.units if u.incompatible]
     console.print(
         f"{len(plan.units)} units on {plan.device}: {pending} to compute, {existing} already written"
         + (f", {len(incompatible)} skipped as incompatible" if incompatible else "")
     )
-    for unit in {(u.model.label, u.explainer.label, u.reason) for u in incompatible}:
+    for unit in {(u.model.label, u.explainer.label, u.incompatible) for u in incompatible}:
         console.print(f"  [yellow]skipped[/yellow] {unit[0]} × {unit[1]}: {unit[2]}")
 
     with Progress(
@@ -85,7 +85,7 @@ def run(
         rows = {"n": 0}
 
         def advance(unit, done: int, total: int) -> None:  # noqa: ANN001
-            rows["n"] += unit.rows
+            rows["n"] += plan.status[unit.unit_id].rows
             elapsed = progress.tasks[task].elapsed or 1e-9
             progress.update(
                 task,
@@ -106,7 +106,15 @@ def run(
     _print_summaries(out, resolved.name)
     console.print(f"results: {out}/ (Parquet, manifest.json)")
     if report.units_failed:
-        err_console.print(f"[red]error:[/red] {report.units_failed} units failed; see {out}/manifest.json")
+        if _state["debug"]:
+            for unit in report.manifest["units"]:
+                if unit.get("traceback"):
+                    err_console.print(f"unit {unit['unit_id']} ({unit['model']} × {unit['explainer']}):", markup=False)
+                    err_console.print(unit["traceback"], markup=False, highlight=False)
+        err_console.print(
+            f"[red]error:[/red] {report.units_failed} units failed; see {out}/manifest.json"
+            + ("" if _state["debug"] else " (xaibench --debug run … prints their tracebacks)")
+        )
         raise typer.Exit(1)
 
 
@@ -114,7 +122,9 @@ def run(
 def list_plugins(
     kind: Annotated[str | None, typer.Argument(help="models | datasets | explainers | attacks | metrics | suites")] = None,
 ) -> None:
-    """List every registered plugin with its parameters and defaults."""
+    """List every registered plugin: title, summary, origin, capabilities and typed parameters."""
+    from rich.markup import escape
+
     from .runner.suite import builtin_suites
 
     kinds = [kind] if kind else [*registry.REGISTRIES, "suites"]
@@ -127,18 +137,67 @@ def list_plugins(
         reg = registry.registry_for(name)
         console.print(f"[bold]{reg.kind}[/bold]")
         for plugin in reg.names():
+            cls = reg.get(plugin)
+            title = getattr(cls, "title", "")
+            head = f"  [cyan]{escape(plugin)}[/cyan]"
+            if title and title != plugin:
+                head += f" — {escape(title)}"
             aliases = reg.aliases_of(plugin)
-            origin = reg.origin(plugin)
-            head = f"  [cyan]{plugin}[/cyan]"
             if aliases:
-                head += f" (aliases: {', '.join(aliases)})"
-            if origin != "xaibench":
-                head += f" [dim]from {origin}[/dim]"
-            console.print(head)
+                head += f" (aliases: {escape(', '.join(aliases))})"
+            origin, version = reg.origin(plugin), reg.version(plugin)
+            head += f" [dim]from {escape(origin)}{' ' + escape(version) if version else ''}[/dim]"
+            console.print(head, highlight=False)
+            summary = getattr(cls, "summary", "")
+            if summary:
+                console.print(f"      {summary}", markup=False, highlight=False)
+            traits = _plugin_traits(cls)
+            if traits:
+                console.print(f"      [dim]{escape(' · '.join(traits))}[/dim]", highlight=False)
             for param in reg.params(plugin):
-                console.print(f"      {param.describe()}", markup=False)
+                console.print(f"      {param.describe()}", markup=False, highlight=False)
         for plugin, message in sorted(reg.failed.items()):
-            console.print(f"  [red]{plugin}: failed to import[/red] — {message}", markup=True)
+            console.print(f"  [red]{escape(plugin)}: failed to import[/red] — {escape(message)}")
+
+
+def _plugin_traits(cls: object) -> list[str]:
+    """The declared metadata of a plugin class worth a line in ``xaibench list``."""
+    from .types import EXPLAINER_CAPABILITIES, Attack, Explainer, FaithfulnessMetric, Metric
+
+    traits: list[str] = []
+    if not isinstance(cls, type):
+        return traits
+    if issubclass(cls, Explainer):
+        for key in EXPLAINER_CAPABILITIES:
+            value = getattr(cls, key, None)
+            if key == "convergence_param":
+                if value:
+                    traits.append(f"convergence_param={value}")
+            elif value:
+                traits.append(key)
+    elif issubclass(cls, Attack):
+        if cls.grid_axes:
+            traits.append(f"grid: {' × '.join(cls.grid_axes)}")
+        if cls.baseline_of:
+            traits.append(f"baseline of {cls.baseline_of}")
+        traits.append("black box" if cls.black_box else "white box")
+        if cls.needs_pool:
+            traits.append("needs_pool")
+    elif issubclass(cls, Metric | FaithfulnessMetric):
+        traits.append(getattr(cls, "category", ""))
+        higher = getattr(cls, "higher_is_better", None)
+        if higher is not None:
+            traits.append("higher is better" if higher else "lower is better")
+        if cls.unit:
+            traits.append(f"unit {cls.unit}")
+        low, high = cls.value_range
+        if low is not None or high is not None:
+            left = "(−∞" if low is None else f"[{low:g}"
+            right = "∞)" if high is None else f"{high:g}]"
+            traits.append(f"range {left}, {right}")
+        if issubclass(cls, Metric) and cls.needs:
+            traits.append(f"needs {', '.join(cls.needs)}")
+    return traits
 
 
 @app.command()
@@ -167,8 +226,8 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results folder writ
 def _print_summaries(results_dir: Path, suite: str | None) -> bool:
     """Print the robustness and faithfulness summaries that exist; False if there are none."""
     from .leaderboard.load import restore_labels
-    from .runner.results import has_table, read_results
-    from .runner.summary import (
+    from .runner.results import has_table, read_manifest, read_results
+    from .summary import (
         render_faithfulness,
         render_summary,
         summarize,
@@ -180,7 +239,10 @@ def _print_summaries(results_dir: Path, suite: str | None) -> bool:
     if has_table(results_dir, "robustness"):
         robustness = restore_labels(results_dir, read_results(results_dir, suite, table="robustness"))
         console.print(f"{len(robustness)} robustness rows in {results_dir}")
-        render_summary(summarize(robustness), console, title="Robustness: mean ± std over rows")
+        plugins = (read_manifest(results_dir) or {}).get("plugins")
+        render_summary(
+            summarize(robustness, plugins), console, title="Robustness: mean ± std over rows", plugins=plugins
+        )
         printed = True
     if has_table(results_dir, "faithfulness"):
         frame = restore_labels(results_dir, read_results(results_dir, suite, table="faithfulness"))
@@ -225,7 +287,11 @@ def leaderboard(
     )
 
 
-_TRAIN_AUGMENTATIONS = ("none", "fpa", "rectangle")
+def _train_flag(key: str) -> str:
+    """The ``train`` flag of a training option, for error messages (``fpa_p2`` → ``--fpa-p2``)."""
+    if key == "dataset_params":
+        return "--data/--dataset-param"
+    return "--" + key.replace("_", "-")
 
 
 def _parse_dataset_params(items: list[str]) -> dict:
@@ -275,123 +341,52 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Retrain even when the model is in the cache (replaces it).")] = False,
 ) -> None:
     """Train models with FPA / Rectangle augmentation or PGD adversarial training; cached."""
-    import time
-
-    from .training import build_adversarial, build_augmentation
-    from .training.train import _toml, digits_model_params, make_config, train_classifier
+    from .training.runs import TRAIN_AUGMENTATIONS, plan_training
 
     chosen = augmentation or ["none"]
-    unknown = [a for a in chosen if a not in (*_TRAIN_AUGMENTATIONS, "all")]
+    unknown = [a for a in chosen if a not in (*TRAIN_AUGMENTATIONS, "all")]
     if unknown:
         raise typer.BadParameter(
             f"{unknown[0]!r} is not one of none, fpa, rectangle, all", param_hint="--augmentation"
         )
     if adversarial not in ("none", "pgd"):
         raise typer.BadParameter(f"{adversarial!r} is not one of none, pgd", param_hint="--adversarial")
-    runs = list(_TRAIN_AUGMENTATIONS) if "all" in chosen else list(dict.fromkeys(chosen))
-    method = {
-        "fpa_p": fpa_p, "fpa_p1_max": fpa_p1_max, "fpa_p2": fpa_p2, "fpa_s_max": fpa_s_max,
-        "rectangle_p": rectangle_p, "pgd_epsilon": pgd_epsilon, "pgd_steps": pgd_steps,
-        "pgd_clean_weight": pgd_clean_weight,
-    }
-    owner = {"fpa_": "fpa", "rectangle_": "rectangle"}
-    for key, value in method.items():
-        if value is None:
-            continue
-        needed = "pgd" if key.startswith("pgd_") else next(m for p, m in owner.items() if key.startswith(p))
-        active = adversarial == "pgd" if needed == "pgd" else needed in runs
-        if not active:
-            flag = "--adversarial pgd" if needed == "pgd" else f"--augmentation {needed}"
-            raise XaibenchError(f"--{key.replace('_', '-')} applies only with {flag}")
-
-    def applies(key: str, run: str) -> bool:
-        return key.startswith("pgd_") or key.startswith(f"{run}_")
-
-    timm_only = {
-        "--batch-size": batch_size, "--lr": lr, "--optimizer": optimizer, "--pretrained": pretrained,
-        "--channels": channels, "--holdout": holdout, "--limit": limit, "--hflip": hflip,
-        "--dataset-param": dataset_param or None, "--data": data,
-    }
-    if model == "digits_cnn":
-        given = [flag for flag, value in timm_only.items() if value is not None]
-        if given:
-            raise XaibenchError(f"{', '.join(given)} apply to timm architectures, not to digits_cnn")
-        if dataset != "digits":
-            raise XaibenchError(f"digits_cnn trains on the 'digits' dataset only, not {dataset!r}")
-        if device not in ("auto", "cpu"):
-            console.print(f"[yellow]note[/yellow]: digits_cnn trains on the CPU (one thread); --device {device} is ignored")
-    elif width is not None:
-        raise XaibenchError("--width applies to digits_cnn only")
-    if epochs is not None and epochs < 1:
-        raise XaibenchError(f"--epochs must be ≥ 1, got {epochs}")
-
-    extra = {
-        "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "pretrained": pretrained,
-        "channels": channels, "holdout": holdout, "limit": limit, "hflip": hflip,
-    }
-    extra = {k: v for k, v in extra.items() if v is not None}
     dataset_params = _parse_dataset_params(dataset_param or [])
     if data is not None:
         dataset_params["root"] = data
     # Every run's values are checked before the first one trains.
-    for run in runs:
-        params = {k: v for k, v in method.items() if v is not None and applies(k, run)}
-        build_augmentation(run, **{k: v for k, v in params.items() if not k.startswith("pgd_")})
-        build_adversarial(adversarial, **{k: v for k, v in params.items() if k.startswith("pgd_")})
-        if model != "digits_cnn":
-            make_config(
-                model, dataset, dataset_params=dataset_params, augmentation=run,
-                adversarial=adversarial, epochs=epochs, seed=seed, img_size=img_size, **extra, **params,
-            )
+    plan = plan_training(
+        model, dataset, augmentations=chosen, adversarial=adversarial, epochs=epochs, seed=seed,
+        device=device, img_size=img_size, width=width, dataset_params=dataset_params,
+        option_name=_train_flag, batch_size=batch_size, lr=lr, optimizer=optimizer,
+        pretrained=pretrained, channels=channels, holdout=holdout, limit=limit, hflip=hflip,
+        fpa_p=fpa_p, fpa_p1_max=fpa_p1_max, fpa_p2=fpa_p2, fpa_s_max=fpa_s_max,
+        rectangle_p=rectangle_p, pgd_epsilon=pgd_epsilon, pgd_steps=pgd_steps,
+        pgd_clean_weight=pgd_clean_weight,
+    )
+    for note in plan.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
 
-    for run in runs:
-        params = {k: v for k, v in method.items() if v is not None and applies(k, run)}
-        started = time.perf_counter()
-        if model == "digits_cnn":
-            name, factory_params = digits_model_params(
-                augmentation=run, adversarial=adversarial, epochs=epochs, seed=seed,
-                img_size=img_size, width=width, **params,
-            )
-            with console.status(f"training {name}…"):
-                classifier = registry.models.get(name)(**factory_params)
-                if force and classifier.training_info["cached"]:
-                    cached_path = Path(classifier.training_info["cache_path"])
-                    cached_path.with_suffix(".json").unlink(missing_ok=True)
-                    cached_path.unlink(missing_ok=True)
-                    classifier = registry.models.get(name)(**factory_params)
-            info = classifier.training_info
-            entry = "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in {"name": name, **factory_params}.items()) + "}"
+    def report(epoch: int, total: int, loss: float) -> None:
+        console.print(f"  epoch {epoch}/{total}: last batch loss {loss:.3f}", highlight=False)
+
+    for job in plan.jobs:
+        if job.is_digits:
+            with console.status(f"training {job.model}…"):
+                trained = job.run(force=force)
         else:
-
-            def report(epoch: int, total: int, loss: float) -> None:
-                console.print(f"  epoch {epoch}/{total}: last batch loss {loss:.3f}", highlight=False)
-
-            console.print(f"[bold]{model}[/bold] on {dataset}, augmentation {run}, adversarial {adversarial}")
-            result = train_classifier(
-                model, dataset, dataset_params=dataset_params, augmentation=run,
-                adversarial=adversarial, epochs=epochs, seed=seed, device=device, img_size=img_size,
-                force=force, progress=report, **extra, **params,
+            console.print(
+                f"[bold]{job.arch}[/bold] on {job.dataset}, augmentation {job.augmentation}, "
+                f"adversarial {job.adversarial}"
             )
-            info, entry, name = result.info, result.info["suite_entry"], "trained"
-        seconds = time.perf_counter() - started
+            trained = job.run(force=force, progress=report)
         state = (
-            "[green]already trained[/green] (cache hit)" if info.get("cached")
-            else f"trained in {info.get('train_seconds')} s"
+            "[green]already trained[/green] (cache hit)" if trained.cached
+            else f"trained in {trained.info.get('train_seconds')} s"
         )
-        console.print(f"[cyan]{name}[/cyan] ({run}, adversarial {adversarial}): {state}")
-        lines = [
-            f"  suite model:   {entry}",
-            f"  test accuracy: {info['test_accuracy']:.4f}",
-        ]
-        if "pgd_test_accuracy" in info:
-            lines.append(f"  PGD accuracy:  {info['pgd_test_accuracy']:.4f} (test split, the training attack)")
-        lines += [
-            f"  train seconds: {info.get('train_seconds')} (this command: {seconds:.1f} s)",
-            f"  cache:         {info['cache_path']}",
-        ]
-        for line in lines:
+        console.print(f"[cyan]{trained.name}[/cyan] ({job.augmentation}, adversarial {job.adversarial}): {state}")
+        for line in trained.report():
             console.print(line, markup=False, highlight=False)
-
 
 def main() -> None:
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")

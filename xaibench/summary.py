@@ -7,22 +7,34 @@ and are left out of the means; the tables count them (``excluded``) and say why.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-GROUP_KEYS = ("suite", "model", "explainer", "attack", "alpha", "topk")
-SUMMARY_METRICS = (
-    "explanation_change_pct",
-    "ssim",
-    "confidence_drop_pct",
-    "prediction_flipped",
-    "topk_intersection",
-    "rank_correlation",
-    "completeness_gap",
-)
+BASE_KEYS = ("suite", "model", "explainer", "attack")
+#: Not a metric of a plugin, but a column of every robustness row: the explainer's own gap.
+GAP = ("completeness_gap", "compl. gap", 3)
+
+
+def _grid_axes(plugins: dict[str, Any] | None) -> list[str]:
+    axes: list[str] = []
+    for record in ((plugins or {}).get("attacks") or {}).values():
+        axes += [a for a in record.get("grid_axes") or [] if a not in axes]
+    return axes
+
+
+def shown_metrics(plugins: dict[str, Any] | None) -> list[tuple[str, str, int]]:
+    """``(column, title, digits)`` of every robustness metric the results recorded, in suite order."""
+    shown = []
+    for label, record in ((plugins or {}).get("metrics") or {}).items():
+        if record.get("category", "robustness") != "robustness":
+            continue
+        digits = record.get("digits")
+        shown.append((label, str(record.get("title") or label), 2 if digits is None else int(digits)))
+    return [*shown, GAP]
 
 
 NONFINITE = "nonfinite_fraction"
@@ -36,11 +48,12 @@ def _nonfinite(frame: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per group with ``<metric>_mean``, ``<metric>_std``, ``n`` (rows) and
-    ``excluded`` (rows left out of the means for non-finite attributions)."""
-    keys = [k for k in GROUP_KEYS if k in frame.columns]
-    metrics = [m for m in SUMMARY_METRICS if m in frame.columns]
+def summarize(frame: pd.DataFrame, plugins: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per model × explainer × attack × grid point with ``<metric>_mean``,
+    ``<metric>_std``, ``n`` (rows) and ``excluded`` (rows left out of the means for non-finite
+    attributions). ``plugins``: the manifest's plugin records (grid axes, metrics, titles)."""
+    keys = [k for k in (*BASE_KEYS, *_grid_axes(plugins)) if k in frame.columns]
+    metrics = [m for m, _, _ in shown_metrics(plugins) if m in frame.columns]
     if not keys or not metrics:
         return pd.DataFrame()
     grouped = frame.groupby(keys, dropna=False, sort=True)
@@ -73,23 +86,17 @@ def _cell(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def render_summary(summary: pd.DataFrame, console: Console, *, title: str = "Summary") -> None:
+def render_summary(
+    summary: pd.DataFrame, console: Console, *, title: str = "Summary", plugins: dict[str, Any] | None = None
+) -> None:
     if summary.empty:
         console.print("[yellow]no rows to summarise[/yellow]")
         return
     table = Table(title=title, show_lines=False, header_style="bold")
-    keys = [k for k in GROUP_KEYS if k in summary.columns and k != "suite"]
+    keys = [k for k in (*BASE_KEYS, *_grid_axes(plugins)) if k in summary.columns and k != "suite"]
     for key in keys:
         table.add_column(key.replace("_", " "))
-    shown = [
-        ("explanation_change_pct", "expl. change %", 1),
-        ("ssim", "SSIM", 3),
-        ("confidence_drop_pct", "conf. drop pp", 2),
-        ("prediction_flipped", "flipped", 2),
-        ("topk_intersection", "top-k ∩", 2),
-        ("rank_correlation", "Spearman", 2),
-        ("completeness_gap", "compl. gap", 3),
-    ]
+    shown = shown_metrics(plugins)
     shown = [s for s in shown if f"{s[0]}_mean" in summary.columns]
     for _, header, _ in shown:
         table.add_column(header, justify="right")
@@ -129,7 +136,7 @@ def summarize_faithfulness(frame: pd.DataFrame, robustness: pd.DataFrame | None 
     table = table.reset_index()
     table["unranked"] = ""
     if robustness is not None and not robustness.empty and {"model", "explainer"} <= set(table.columns):
-        from ..leaderboard.aggregate import under_converged
+        from .leaderboard.flags import under_converged
 
         reasons = under_converged(robustness)
         table["unranked"] = [

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from xaibench.datasets.digits import digits_arrays
-from xaibench.runner.engine import build_plan, pool_probabilities, run_plan
+from xaibench.runner import build_plan, run_plan
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
 
@@ -107,10 +107,11 @@ def test_rows_record_the_attack_images_label_and_source(run) -> None:
 
 def test_a_pool_cache_without_labels_is_recomputed_with_them(run) -> None:
     plan, out = run
-    setup = plan.setups[0]
-    _, probs = pool_probabilities(setup, plan)
-    labels = setup.pool_labels.clone()
-    assert labels.tolist() == [setup.dataset.labels[i] for i in setup.pool]
+    res, model = plan.resources(), plan.suite.models[0]
+    pool = res.pool_probabilities(model)
+    probs, labels = pool.probs, pool.labels.clone()
+    dataset = res.dataset(model)
+    assert labels.tolist() == [dataset.labels[i] for i in res.pool(model)]
     (cache,) = (out / "_cache").glob("pool-probs-*.npz")
     with np.load(cache) as stored:
         assert np.array_equal(stored["labels"], labels.numpy())
@@ -119,9 +120,9 @@ def test_a_pool_cache_without_labels_is_recomputed_with_them(run) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, ids=ids, probs=np.zeros_like(probs.numpy()))
     cache.write_bytes(buffer.getvalue())
-    setup.pool_batch = setup.pool_probs = setup.pool_labels = None
-    _, again = pool_probabilities(setup, plan)
-    assert torch.equal(setup.pool_labels, labels)
-    torch.testing.assert_close(again, probs)  # recomputed, not the zeros of the old file
+    fresh = type(res)(plan.suite, plan.out, plan.device)  # another process: nothing in memory
+    again = fresh.pool_probabilities(model)
+    assert torch.equal(again.labels, labels)
+    torch.testing.assert_close(again.probs, probs)  # recomputed, not the zeros of the old file
     with np.load(cache) as stored:
         assert "labels" in stored.files

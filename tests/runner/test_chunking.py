@@ -11,8 +11,8 @@ import torch
 
 from xaibench.explainers.saliency import SaliencyExplainer
 from xaibench.registry import explainers
+from xaibench.runner import build_plan, run_plan
 from xaibench.runner.chunking import ChunkSizes, measure_best_size, run_in_chunks
-from xaibench.runner.engine import build_plan, run_plan
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
 

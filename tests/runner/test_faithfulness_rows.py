@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xaibench.runner.engine import build_plan, run_plan
+from xaibench.runner import build_plan, run_plan
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
-from xaibench.runner.summary import summarize_faithfulness
+from xaibench.summary import summarize_faithfulness
 
 SUITE = """
 metrics = ["explanation_change_pct", "ssim",

@@ -12,11 +12,12 @@ import torch
 from xaibench.datasets import load_dataset
 from xaibench.errors import ConfigError
 from xaibench.explainers.gradient_variants import InputXGradientExplainer
+from xaibench.explainers.integrated_gradients import IntegratedGradientsExplainer
 from xaibench.explainers.saliency import SaliencyExplainer
 from xaibench.metrics.robustness import RankCorrelation
 from xaibench.models import load_model
+from xaibench.runner import ModelAccess, build_plan, run_plan
 from xaibench.runner.chunking import ChunkSizes
-from xaibench.runner.engine import ModelAccess, build_plan, run_plan
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
 
@@ -48,7 +49,7 @@ def run_counting(path: Path, out: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     def hook(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         counts["grad" if torch.is_grad_enabled() else "no_grad"] += int(args[0].shape[0])
 
-    handle = plan.setups[0].classifier.register_forward_pre_hook(hook)
+    handle = plan.resources().classifier(plan.suite.models[0]).register_forward_pre_hook(hook)
     try:
         report = run_plan(plan)
     finally:
@@ -103,7 +104,9 @@ def test_fused_runner_gives_the_two_pass_rows_with_one_pass_per_corrupted_image(
     explainers = "[[explainers]]\nname='saliency'\n[[explainers]]\nname='input_x_gradient'\n"
     path = suite_file(tmp_path, explainers)
     fused, fused_counts = run_counting(path, tmp_path / "fused")
-    monkeypatch.setattr(ModelAccess, "_offers_explain_predicted", staticmethod(lambda explainer: False))
+    # The same explainers without the declared capability: predict, then explain.
+    monkeypatch.setattr(SaliencyExplainer, "fuses_prediction", False)
+    monkeypatch.setattr(InputXGradientExplainer, "fuses_prediction", False)
     two_pass, two_pass_counts = run_counting(path, tmp_path / "two-pass")
     assert len(fused) == len(two_pass) > 0
     pd.testing.assert_frame_equal(fused[ROW_KEY + VALUES], two_pass[ROW_KEY + VALUES], check_exact=True)
@@ -115,7 +118,7 @@ def test_fused_runner_gives_the_two_pass_rows_with_one_pass_per_corrupted_image(
 def test_completeness_gap_reuses_the_prediction_logits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = suite_file(tmp_path, "[[explainers]]\nname='integrated_gradients'\nn_steps=4\n", images=2)
     reused, reused_counts = run_counting(path, tmp_path / "reused")
-    monkeypatch.setattr(ModelAccess, "_takes_keyword", staticmethod(lambda function, name: False))
+    monkeypatch.setattr(IntegratedGradientsExplainer, "reuses_logits", False)
     forwarded, forwarded_counts = run_counting(path, tmp_path / "forwarded")
     assert reused["completeness_gap_corrupted"].notna().all()
     # Same logits up to batch composition: the runner's forward vs the gap's own forward.

@@ -18,7 +18,7 @@ from xaibench.explainers.smoothgrad import SmoothGradExplainer
 from xaibench.metrics.robustness import ExplanationChangePct
 from xaibench.models import load_model
 from xaibench.registry import attacks, explainers
-from xaibench.runner.engine import build_plan, run_plan
+from xaibench.runner import build_plan, run_plan
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
 from xaibench.types import Attack, AttackOutput, Explainer
@@ -286,7 +286,7 @@ def test_a_second_run_reuses_the_choice(tmp_path: Path) -> None:
     suite = load_suite(str(tmp_path / "suite-2.toml"))
     plan = build_plan(suite, tmp_path / "out-2")
     assert plan.convergence == first.manifest["convergence"]
-    assert all(u.state == "existing" for u in plan.units)
+    assert all(plan.status[u.unit_id].state == "existing" for u in plan.units)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaibench.runner.engine import build_plan, run_plan
+from xaibench.runner import build_plan, run_plan
 from xaibench.runner.results import part_files, read_results
 from xaibench.runner.suite import load_suite
 
@@ -74,3 +74,28 @@ def test_ray_and_local_executors_give_identical_rows(tmp_path: Path, local_ray_c
     # resume works across executors: nothing left to do
     again = run_plan(build_plan(load_suite(str(path)), tmp_path / "ray"), executor="ray")
     assert again.units_done == 0 and again.units_existing == 4
+
+
+TWO_MODELS = SUITE.replace(
+    '[[models]]\nname = "digits_cnn"\n',
+    '[[models]]\nname = "digits_cnn"\n\n[[models]]\nname = "digits_cnn"\nlabel = "short"\nepochs = 2\n',
+).replace("n_classes = 4", "n_classes = 2")
+
+
+def test_a_ray_task_gets_its_unit_spec_and_loads_only_its_own_model(tmp_path: Path, local_ray_cluster) -> None:
+    from xaibench.runner import RayExecutor
+
+    path = tmp_path / "suite.toml"
+    path.write_text(TWO_MODELS)
+    plan = build_plan(load_suite(str(path)), tmp_path / "out")
+    units = plan.pending()
+    assert {u.model.label for u in units} == {"digits_cnn", "short"}
+    outcomes = []
+    RayExecutor().run(plan, units, "ray-test", lambda unit, outcome, _: outcomes.append((unit, outcome)))
+    assert len(outcomes) == len(units)
+    for unit, outcome in outcomes:
+        assert outcome["state"] == "done", outcome
+        # No re-planning: a task loads at most the model of its own unit, never the suite's others.
+        assert set(outcome["models_loaded_by_task"]) <= {unit.model.label}
+    # Every model was loaded by some task (the workers did not share the driver's models).
+    assert {m for _, o in outcomes for m in o["models_loaded_by_task"]} == {"digits_cnn", "short"}

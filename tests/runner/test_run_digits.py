@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from xaibench.runner.engine import build_plan, run_plan
+from xaibench.runner import build_plan, run_plan
 from xaibench.runner.results import part_files, read_results, unit_marker
 from xaibench.runner.suite import load_suite
 

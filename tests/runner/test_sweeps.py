@@ -14,7 +14,7 @@ from xaibench.errors import ConfigError
 from xaibench.explainers import SmoothGradExplainer
 from xaibench.metrics.ssim import ssim
 from xaibench.models import load_model
-from xaibench.runner.engine import build_plan, run_plan, sensitivity_heatmap
+from xaibench.runner import build_plan, run_plan, sensitivity_heatmap
 from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
 
@@ -104,7 +104,7 @@ def test_metric_filters_score_only_the_named_explainers(swept) -> None:
     rows = read_results(out, "sweep", table="faithfulness")
     deletion = rows[rows["metric"] == "deletion"]
     mif = rows[rows["metric"] == "mif_lif_area"]
-    assert set(deletion["explainer"]) == {"SG", "SG_stdevs_0.3"}  # partition-safe labels
+    assert set(deletion["explainer"]) == {"SG", "SG stdevs=0.3"}  # the labels themselves, from the rows
     assert mif["explainer"].nunique() == 5
     assert len(mif) == 5 * 6
 
@@ -179,7 +179,7 @@ def test_the_printed_summary_shows_the_suites_own_labels(swept) -> None:
 def test_reusing_the_reference_units_explanations_gives_the_recomputed_values(swept, tmp_path: Path) -> None:
     out, suite = swept
     plan = build_plan(suite, tmp_path / "recomputed")
-    plan.references.max_bytes = 0  # nothing kept: every variant unit recomputes its reference
+    plan.resources().references.max_bytes = 0  # nothing kept: every variant unit recomputes its reference
     run_plan(plan)
     keys = ["model", "explainer", "image_id"]
     reused = read_results(out, "sweep", table="sensitivity").sort_values(keys).reset_index(drop=True)
@@ -189,7 +189,7 @@ def test_reusing_the_reference_units_explanations_gives_the_recomputed_values(sw
 
 
 def test_the_reference_cache_is_bounded_and_keeps_the_newest() -> None:
-    from xaibench.runner.engine import ReferenceExplanations
+    from xaibench.runner import ReferenceExplanations
 
     cache = ReferenceExplanations(max_bytes=2 * 4 * 10)  # two 10-float tensors
     for name in ("a", "b", "c"):

@@ -9,7 +9,6 @@ without losing any computed row (timm's ``decay_batch_step`` is the precedent).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..files import write_json
+from ..hashing import stable_hash
 from ..models.cache import cache_dir
-from . import results
 
 #: Stages that get their own chunk size: explanations (forward + backward, often many
 #: internal samples) and forward-only passes (predictions, faithfulness perturbations).
@@ -183,7 +183,7 @@ class TuningCache:
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return stable_hash(payload, 20)
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -198,4 +198,4 @@ class TuningCache:
     def put(self, key: str, size: int, timings: dict[int, float], label: str) -> None:
         data = self._read()
         data[key] = {"chunk_size": size, "seconds_per_image": timings, "what": label}
-        results.write_json(self.path, data)
+        write_json(self.path, data)

@@ -15,7 +15,6 @@ greyed, and not ranked by the leaderboard.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -25,8 +24,9 @@ import torch
 from torch import Tensor
 
 from .. import registry
+from ..files import write_json
+from ..hashing import stable_hash
 from ..types import Classifier
-from . import results
 
 #: At most this many doublings (16 steps → 512).
 MAX_DOUBLINGS = 5
@@ -101,7 +101,7 @@ def choose_cached(
     """:func:`choose`, remembered in ``OUT/_cache`` so a resumed run (or a Ray worker) reuses
     the choice instead of measuring again; ``identity`` names what the choice depends on."""
     key = {**identity, "name": name, "params": params, "gate": gate, "precision": precision}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = stable_hash(key)
     path = out / "_cache" / f"convergence-{digest}.json"
     if path.is_file():
         try:
@@ -110,20 +110,21 @@ def choose_cached(
         except (OSError, ValueError, KeyError):
             pass  # unreadable: measure again
     chosen, record = choose(classifier, name, params, gate, x01, precision=precision)
-    results.write_json(path, {"params": chosen, "record": record})
+    write_json(path, {"params": chosen, "record": record})
     return chosen, record
 
 
 def converge(
-    setup: Any, spec: Any, params: dict[str, Any], suite: Any, out: Path, device: torch.device, results_format: int
+    res: Any, model: Any, spec: Any, params: dict[str, Any], suite: Any, out: Path, results_format: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The parameters of ``spec`` (an explainer with ``max_completeness_gap``) with its
-    convergence parameter chosen on the first batch of ``setup`` (the planner's ``ModelSetup``),
-    cached in ``OUT/_cache`` under the results format."""
+    convergence parameter chosen on the first batch of ``model`` (``res``: the run's
+    ``Resources``), cached in ``OUT/_cache`` under the results format."""
     # The first batch: the originals of the model's first unit (the leaderboard checks all).
-    sample = setup.dataset.load(setup.originals[: min(suite.images_per_unit, SAMPLE_IMAGES)])
-    identity = {"model": setup.spec.key(), "images": list(sample.ids), "format": results_format}
+    originals = res.originals(model)
+    sample = res.dataset(model).load(originals[: min(suite.images_per_unit, SAMPLE_IMAGES)])
+    identity = {"model": model.key(), "images": list(sample.ids), "format": results_format}
     return choose_cached(
-        out, setup.classifier, spec.name, params, float(spec.max_completeness_gap), sample.pixels.to(device),
-        identity, precision=suite.precision,
+        out, res.classifier(model), spec.name, params, float(spec.max_completeness_gap),
+        sample.pixels.to(res.device), identity, precision=suite.precision,
     )

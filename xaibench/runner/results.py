@@ -13,9 +13,7 @@ Tables: ``robustness``, ``faithfulness``, ``examples``, ``sensitivity``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..errors import XaibenchError
+from ..files import write_atomic_bytes, write_json  # noqa: F401  (re-exported: the layout's writers)
 
 TABLES = ("robustness", "faithfulness", "examples", "sensitivity")
 PARTITION_KEYS = ("suite", "model", "explainer")
@@ -47,36 +46,10 @@ def part_path(out: Path, table: str, suite: str, model: str, explainer: str, uni
     )
 
 
-def write_atomic_bytes(path: Path, payload: bytes) -> None:
-    """Write to a unique temporary name in the same folder, then rename over the target.
-
-    A reader (or a resumed run) sees either no file or a complete one, never a torn one, even
-    if the process is killed mid-write or two runs write the same unit.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_part(path: Path, table: pa.Table) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     write_atomic_bytes(path, sink.getvalue().to_pybytes())
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    write_atomic_bytes(path, json.dumps(payload, indent=2, default=str).encode("utf-8"))
 
 
 def unit_marker(out: Path, unit_id: str) -> Path:
@@ -111,20 +84,33 @@ def read_results(
             f"no {table} results in {str(folder)!r}: expected {table}/…/part-*.parquet files "
             "written by 'xaibench run'"
         )
-    # Partition keys live only in the folder names; read them back as strings always.
-    partitioning = pads.partitioning(
-        pa.schema([(key, pa.string()) for key in PARTITION_KEYS]), flavor="hive"
-    )
+    schemas = {f: pq.read_schema(f) for f in files}
+    labelled = [f for f in files if set(PARTITION_KEYS) <= set(schemas[f].names)]
+    older = [f for f in files if f not in set(labelled)]
+    frames = [_read_labelled(labelled, schemas)] if labelled else []
+    if older:
+        frames.append(_read_partitioned(older, schemas, folder / table))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _read_labelled(files: list[Path], schemas: dict[Path, pa.Schema]) -> pd.DataFrame:
+    """Parts that carry their labels as columns (results format 3): read as they are."""
     # Parts may differ in columns (a plugin's extra column, all-null curves): read them with
     # the union of their schemas instead of the first file's.
+    schema = pa.unify_schemas([schemas[f] for f in files], promote_options="permissive")
+    return pads.dataset([str(f) for f in files], schema=schema, format="parquet").to_table().to_pandas()
+
+
+def _read_partitioned(files: list[Path], schemas: dict[Path, pa.Schema], base: Path) -> pd.DataFrame:
+    """Older parts: the labels live only in the (folder-safe) hive folder names."""
+    partitioning = pads.partitioning(pa.schema([(key, pa.string()) for key in PARTITION_KEYS]), flavor="hive")
     schema = pa.unify_schemas(
-        [pq.read_schema(f) for f in files]
-        + [pa.schema([(key, pa.string()) for key in PARTITION_KEYS])],
+        [schemas[f] for f in files] + [pa.schema([(key, pa.string()) for key in PARTITION_KEYS])],
         promote_options="permissive",
     )
     dataset = pads.dataset(
         [str(f) for f in files], schema=schema, format="parquet", partitioning=partitioning,
-        partition_base_dir=str(folder / table),
+        partition_base_dir=str(base),
     )
     return dataset.to_table().to_pandas()
 
