@@ -20,7 +20,7 @@ from xaibench.leaderboard.aggregate import (
 )
 from xaibench.leaderboard.load import SuiteResults, load_results
 
-from .synthetic import write_results
+from .synthetic import plugin_meta, write_results
 
 # 3 images × 2 explainers. Image a of "flat" has two rows (0.5 and 1.5): its per-image mean is 1,
 # so the explainer's mean over images is (1 + 2 + 6) / 3 = 3, not the row mean (0.5+1.5+2+6)/4.
@@ -100,6 +100,7 @@ def _suite(robustness: pd.DataFrame, faithfulness: pd.DataFrame | None = None) -
     return SuiteResults(
         name="hand", robustness=robustness, faithfulness=faithfulness if faithfulness is not None else pd.DataFrame(),
         examples=pd.DataFrame(), runs=[], reference={"alpha": 0.1, "topk": 0.2}, reference_source="suite",
+        plugins=plugin_meta(reference={"alpha": 0.1, "topk": 0.2}),
     )
 
 
@@ -110,7 +111,7 @@ def test_robustness_table_ranks_lower_change_first_and_uses_the_reference_point(
     table = robustness_tables(_suite(pd.concat([frame, off_reference, baseline])), seed=0, resamples=500)[0]
     by_explainer = {row["explainer"].text: row for row in table.rows}
     assert by_explainer["flat"]["rank"].text == "1" and by_explainer["steep"]["rank"].text == "2"
-    assert by_explainer["flat"]["change"].estimate.mean == 3.0  # the α = 0.3 rows are ignored
+    assert by_explainer["flat"]["explanation_change_pct"].estimate.mean == 3.0  # the α = 0.3 rows are ignored
     assert by_explainer["flat"]["baseline:gaussian_noise"].estimate.mean == pytest.approx(0.3)
     assert by_explainer["flat"]["images"].text == "3"
     assert [row["explainer"].text for row in table.rows] == ["flat", "steep"]

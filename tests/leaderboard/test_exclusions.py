@@ -25,14 +25,14 @@ from xaibench.leaderboard.aggregate import (
 )
 from xaibench.leaderboard.load import SuiteResults, convergence_records
 from xaibench.leaderboard.markdown import table_markdown
-from xaibench.runner.summary import (
+from xaibench.summary import (
     render_faithfulness,
     render_summary,
     summarize,
     summarize_faithfulness,
 )
 
-from .synthetic import write_results
+from .synthetic import plugin_meta, plugins_block, write_results
 
 IMAGES = ("a", "b", "c", "d")
 # Per explainer: explanation change per image, and the clean explanation's completeness gap.
@@ -51,6 +51,7 @@ def _suite(robustness: pd.DataFrame, faithfulness: pd.DataFrame | None = None) -
         name="hand", robustness=robustness,
         faithfulness=faithfulness if faithfulness is not None else pd.DataFrame(),
         examples=pd.DataFrame(), runs=[], reference={"alpha": 0.1, "topk": 0.2}, reference_source="suite",
+        plugins=plugin_meta(reference={"alpha": 0.1, "topk": 0.2}),
     )
 
 
@@ -96,7 +97,7 @@ def test_under_converged_row_has_no_rank_and_the_others_are_reranked() -> None:
     # Ranked without it: steady (mean 13) first, plain (no completeness at all) second.
     assert rows["steady"]["rank"].text == "1" and rows["plain"]["rank"].text == "2"
     assert not rows["steady"].unranked and not rows["plain"].unranked
-    assert rows["fast"]["change"].estimate.mean == pytest.approx(1.5)  # still shown
+    assert rows["fast"]["explanation_change_pct"].estimate.mean == pytest.approx(1.5)  # still shown
     assert [row["explainer"].text for row in table.rows] == ["steady", "plain", "fast"]
     assert any(note.startswith("fast × m not ranked: median completeness gap 1.58") for note in table.notes)
 
@@ -184,7 +185,7 @@ def test_the_note_counts_exactly_the_nonfinite_rows() -> None:
     )
     assert rows["steady"]["explainer"].flag == ""
     # Still ranked, on the remaining rows (the images keep their other slot's value).
-    assert rows["plain"]["rank"].text == "2" and rows["plain"]["change"].estimate.mean == pytest.approx(23.0)
+    assert rows["plain"]["rank"].text == "2" and rows["plain"]["explanation_change_pct"].estimate.mean == pytest.approx(23.0)
 
 
 def test_a_pair_with_only_nonfinite_rows_is_shown_unranked_with_the_reason() -> None:
@@ -194,7 +195,7 @@ def test_a_pair_with_only_nonfinite_rows_is_shown_unranked_with_the_reason() -> 
     frame.loc[broken, "explanation_change_pct"] = math.nan
     (table,) = robustness_tables(_suite(frame), seed=0, resamples=100)
     plain = _by_explainer(table)["plain"]
-    assert plain["change"].text == "–" and plain["rank"].text == UNRANKED
+    assert plain["explanation_change_pct"].text == "–" and plain["rank"].text == UNRANKED
     assert plain.unranked == (
         "not ranked: no value left (8 of 8 rows excluded: the explainer returned non-finite attributions (NaN/inf))"
     )
@@ -230,11 +231,11 @@ def test_printed_summary_counts_and_says_the_excluded_rows() -> None:
     broken = (frame["explainer"] == "plain") & (frame["image_id"] == "a")
     frame.loc[broken, "nonfinite_fraction"] = 0.1
     frame.loc[broken, "explanation_change_pct"] = math.nan
-    summary = summarize(frame)
+    summary = summarize(frame, plugins_block())
     by_group = summary.set_index(["explainer", "alpha"])["excluded"]
     assert by_group[("plain", 0.1)] == 2 and by_group[("plain", 0.3)] == 2 and by_group[("steady", 0.1)] == 0
     out = io.StringIO()
-    render_summary(summary, Console(file=out, width=200))
+    render_summary(summary, Console(file=out, width=200), plugins=plugins_block())
     assert "4 rows in 2 groups excluded from the means" in out.getvalue()
     assert "non-finite attributions" in out.getvalue()
 
@@ -263,8 +264,8 @@ def test_noise_floor_column_is_the_mean_over_images_beside_the_change() -> None:
     frame.loc[frame["explainer"] == "fast", "noise_floor_explanation_change_pct"] = math.nan  # deterministic
     (table,) = robustness_tables(_suite(frame), seed=0, resamples=500)
     keys = [c.key for c in table.columns]
-    assert keys[keys.index("change") + 1] == "noise_floor:explanation_change_pct"
-    assert table.columns[keys.index("change") + 1].title == "noise floor"
+    assert keys[keys.index("explanation_change_pct") + 1] == "noise_floor:explanation_change_pct"
+    assert table.columns[keys.index("explanation_change_pct") + 1].title == "noise floor"
     rows = _by_explainer(table)
     assert rows["steady"]["noise_floor:explanation_change_pct"].estimate.mean == pytest.approx(np.mean([1, 2, 3, 6]))
     assert rows["plain"]["noise_floor:explanation_change_pct"].estimate.mean == pytest.approx(28.5)
@@ -277,14 +278,14 @@ def test_the_flag_appears_exactly_when_the_change_is_within_the_floor() -> None:
     (table,) = robustness_tables(_suite(frame), seed=0, resamples=500)
     rows = _by_explainer(table)
     for name, row in rows.items():
-        change = row["change"].estimate
+        change = row["explanation_change_pct"].estimate
         floor = row["noise_floor:explanation_change_pct"].estimate
         within = change.mean <= floor.high
-        assert bool(row["change"].flag) == within, name
+        assert bool(row["explanation_change_pct"].flag) == within, name
         if within:
-            assert row["change"].flag.startswith(NOISE_FLOOR_FLAG)
+            assert row["explanation_change_pct"].flag.startswith(NOISE_FLOOR_FLAG)
     # By construction: fast (1.5 vs 4) and plain (23 vs ~28.5) are within, steady (13 vs ≤ 6) is not.
-    assert rows["fast"]["change"].flag and rows["plain"]["change"].flag and not rows["steady"]["change"].flag
+    assert rows["fast"]["explanation_change_pct"].flag and rows["plain"]["explanation_change_pct"].flag and not rows["steady"]["explanation_change_pct"].flag
     assert "⚠" in table_markdown(table).split("m | plain |")[1].splitlines()[0]
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from xaibench.cli import app
 from xaibench.leaderboard import build_leaderboard, build_site, load_results, render_markdown
+from xaibench.leaderboard.grid import point_text
 from xaibench.runner.results import partition_value
 
 from .synthetic import write_results
@@ -210,7 +211,9 @@ def test_real_runs_with_two_seeds(tmp_path: Path) -> None:
     assert {run.seed for run in suite.runs} == {0, 1}
     assert all(run.from_manifest and run.models for run in suite.runs)
     assert suite.reference == {"alpha": 0.15, "topk": 0.2}
-    assert "α = 0.15, top-k = 0.2" in html
+    # The point as the attack names its axes (its recorded axis_titles: "α = 0.15, top-k = 0.2"),
+    # else by their column names.
+    assert point_text(suite.reference, suite.attack("exiaa").axis_titles) in html
 
 
 def test_parts_without_a_manifest_keep_their_own_provenance(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from xaibench.leaderboard.studies import (
     sensitivity_tables,
 )
 
+from .synthetic import plugin_meta
+
 
 def _suite(robustness=None, faithfulness=None, sensitivity=None) -> SuiteResults:
     empty = pd.DataFrame()
@@ -25,6 +27,7 @@ def _suite(robustness=None, faithfulness=None, sensitivity=None) -> SuiteResults
         name="hand", robustness=robustness if robustness is not None else empty,
         faithfulness=faithfulness if faithfulness is not None else empty, examples=empty, runs=[],
         reference={"alpha": 0.1, "topk": 0.2}, reference_source="suite",
+        plugins=plugin_meta(reference={"alpha": 0.1, "topk": 0.2}),
         sensitivity=sensitivity if sensitivity is not None else empty,
     )
 
@@ -148,4 +151,4 @@ def test_overview_tables_keep_only_the_running_up_rows_of_a_multi_class_attack()
     (table,) = robustness_tables(_suite(robustness=frame), seed=0, resamples=100)
     (row,) = table.rows
     expected = frame[frame["source_class_rank"] == 1]["explanation_change_pct"].mean()
-    assert row["change"].estimate.mean == pytest.approx(expected)
+    assert row["explanation_change_pct"].estimate.mean == pytest.approx(expected)

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
-from .aggregate import Estimate, bootstrap_mean, rank, summarize
+from .board import Leaderboard, build_leaderboard
 from .load import SuiteResults, load_results
 from .markdown import render_markdown
-from .site import Leaderboard, build_leaderboard, build_site, site_size, slugify
+from .site import build_site, site_size
+from .slugs import slugify
+from .stats import Estimate, bootstrap_mean, rank, summarize
 
 __all__ = [
     "Estimate",

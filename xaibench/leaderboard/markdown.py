@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from .aggregate import COMPLETENESS_GAP_LIMIT, UNRANKED, Table
-from .site import Leaderboard
+from .board import Leaderboard
+from .flags import COMPLETENESS_GAP_LIMIT
+from .tables import UNRANKED, Table
 
 _SPECIAL = re.compile(r"([\\`*|~])")
 # Square brackets only matter as the start of a link or image: "[text](…)", "[text][ref]".
@@ -57,6 +58,22 @@ def table_markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
+def plugins_markdown(listing: list[dict[str, str]]) -> list[str]:
+    """The suite's plugins as the runs recorded them: a line each (explainers, attacks and
+    metrics; models and data sets are in the provenance of the site)."""
+    shown = [p for p in listing if p["kind"] in ("explainer", "attack", "metric")]
+    if not shown:
+        return []
+    lines = ["Plugins:", ""]
+    for plugin in shown:
+        source = f", {plugin['source']}" if plugin["source"] else ""
+        lines.append(
+            f"- {plugin['kind']} {escape(plugin['label'])}: {escape(plugin['title'])} "
+            f"({escape(plugin['name'])}{escape(source)})"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(board: Leaderboard) -> str:
     """Every suite's overview tables."""
     out = ["# xaibench leaderboard", ""]
@@ -75,6 +92,7 @@ def render_markdown(board: Leaderboard) -> str:
             out += ["No rows to rank.", ""]
         for table in tables:
             out += [table_markdown(table), ""]
+        out += plugins_markdown(suite.plugins.listing())
     out.append(
         f"Means over images (rows of one image averaged first) with 95 % percentile bootstrap "
         f"intervals ({board.resamples} resamples of the images, seed {board.seed}); ranks within "

@@ -153,8 +153,9 @@ PAGE = """<!DOCTYPE html>
   {% endfor %}
   {% if not suite.tables %}<p class="muted">No rows to rank.</p>{% endif %}
 
-  {% if suite.figures %}
+  {% if suite.figures or suite.figure_notes %}
   <h3>Figures</h3>
+  {% for note in suite.figure_notes %}<p class="note">⚠ {{ note }}</p>{% endfor %}
   <div class="figures">
   {% for figure in suite.figures %}
     <figure>
@@ -173,7 +174,7 @@ PAGE = """<!DOCTYPE html>
   {% for example in suite.examples %}
     <div class="example">
       <div class="muted">{{ example.model }} · <b>{{ example.explainer }}</b> · image {{ example.image_id }} ·
-        {{ example.attack }} {{ example.point }} · explanation change {{ example.change }}</div>
+        {{ example.attack }} {{ example.point }}{% for value in example["values"] %} · {{ value }}{% endfor %}</div>
       <div class="row">
         {% for image in example.images %}
         <div class="cell"><img src="{{ image.path }}" alt="{{ image.label }}" width="128" height="128">{{ image.label }}</div>
@@ -216,6 +217,21 @@ PAGE = """<!DOCTYPE html>
     {% for entry in suite.convergence %}<tr>
       <td>{{ entry.model }}</td><td>{{ entry.explainer }}</td><td>{{ entry.setting }}</td><td>{{ entry.gap }}</td>
       <td>{{ entry.gate }}</td><td>{{ entry.converged }}</td><td>{{ entry.details }}</td><td>{{ entry.run }}</td>
+    </tr>
+    {% endfor %}
+    </tbody>
+  </table>
+  </div>
+  {% endif %}
+  {% if suite.plugins %}
+  <p class="muted">Plugins, as the runs recorded them:</p>
+  <div class="table-wrap">
+  <table class="provenance plugins">
+    <thead><tr><th>kind</th><th>label</th><th>title</th><th>plugin</th><th>from</th><th>parameters</th><th>summary</th></tr></thead>
+    <tbody>
+    {% for plugin in suite.plugins %}<tr>
+      <td>{{ plugin.kind }}</td><td>{{ plugin.label }}</td><td>{{ plugin.title }}</td><td>{{ plugin.name }}</td>
+      <td>{{ plugin.source }}</td><td>{{ plugin.params }}</td><td>{{ plugin.summary }}</td>
     </tr>
     {% endfor %}
     </tbody>
