@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ..function_explainer import function_explainer
 from .agi import AGIExplainer
 from .attexplore import AttExploreExplainer
 from .deeplift_rules import register_elementwise_rules
 from .deeplift_shap import DeepLiftShapExplainer
-from ..function_explainer import function_explainer
 from .gradient_variants import (
     InputXGradientExplainer,
     InputXSmoothGradExplainer,
