@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from xaibench.runner import build_plan, run_plan
+from xaibench.runner.results import read_results
 from xaibench.runner.suite import load_suite
 
 PLUGIN = '''
@@ -87,3 +88,22 @@ def test_editing_a_plugin_recomputes_its_units(plugin_file: Path, tmp_path: Path
     edited = build_plan(load_suite(str(suite_path)), out)
     assert edited.count("pending") == 1 and edited.count("existing") == 0
     assert edited.plugins["metrics"]["mean_abs_change_for_identity_test"]["code_sha256"] != record["code_sha256"]
+
+
+def test_one_model_and_one_explainer_under_two_labels_each_keep_their_rows(tmp_path: Path) -> None:
+    """The label is part of a unit's identity: two labels of the same settings are two sets of
+    rows, not one set written twice and the other reported as resumed."""
+    suite_path = tmp_path / "suite.toml"
+    text = SUITE.replace('metrics = ["mean_abs_change_for_identity_test"]', 'metrics = ["explanation_change_pct"]')
+    text = text.replace('[[models]]\nname = "digits_cnn"\nepochs = 3\n',
+                        '[[models]]\nname = "digits_cnn"\nepochs = 3\nlabel = "m1"\n\n'
+                        '[[models]]\nname = "digits_cnn"\nepochs = 3\nlabel = "m2"\n')
+    text = text.replace('[[explainers]]\nname = "saliency"\n',
+                        '[[explainers]]\nname = "saliency"\nlabel = "A"\n\n[[explainers]]\nname = "saliency"\nlabel = "B"\n')
+    suite_path.write_text(text)
+    report = run_plan(build_plan(load_suite(str(suite_path)), tmp_path / "out"))
+    assert report.units_done == 4 and report.units_existing == 0
+    rows = read_results(tmp_path / "out")
+    counts = rows.groupby(["model", "explainer"]).size()
+    assert sorted(counts.index) == [("m1", "A"), ("m1", "B"), ("m2", "A"), ("m2", "B")]
+    assert counts.nunique() == 1
