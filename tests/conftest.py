@@ -23,3 +23,14 @@ torch.set_num_threads(_threads)
 @pytest.fixture(scope="session")
 def test_cache_dir() -> str:
     return os.environ["XAIBENCH_CACHE"]
+
+
+@pytest.fixture(scope="session")
+def builtin_names():
+    """``builtin_names(registry)``: the plugins xaibench ships, without those that other test
+    modules register at import (a test-only attack, a function explainer)."""
+
+    def names(registry) -> list[str]:
+        return [n for n in registry.names() if registry.get(n).__module__.startswith("xaibench.")]
+
+    return names

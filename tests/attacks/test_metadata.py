@@ -11,11 +11,6 @@ from xaibench.registry import attacks
 from xaibench.types import Attack, AttackOutput
 
 
-def builtin_names(registry) -> list[str]:
-    """The plugins xaibench ships (other test modules register their own at import)."""
-    return [n for n in registry.names() if registry.get(n).__module__.startswith("xaibench.")]
-
-
 def test_exiaa_and_its_baseline() -> None:
     exiaa = ExIAA(alphas=[0.03, 0.15], topks=[0.2, 0.05])
     metadata = exiaa.metadata()
@@ -31,7 +26,7 @@ def test_exiaa_and_its_baseline() -> None:
     assert noise.grid_axes == ("alpha", "topk") and set(noise.grid()[0]) == set(noise.grid_axes)
 
 
-def test_every_builtin_attack_declares_a_title_and_its_axes() -> None:
+def test_every_builtin_attack_declares_a_title_and_its_axes(builtin_names) -> None:
     for name in builtin_names(attacks):
         attack = attacks.get(name)()
         assert attack.title and attack.summary, name

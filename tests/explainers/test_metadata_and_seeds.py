@@ -17,11 +17,6 @@ from xaibench.types import AttackContext, Explainer, id_seeds, image_seeds
 
 from .helpers import images
 
-
-def builtin_names(registry) -> list[str]:
-    """The plugins xaibench ships (other test modules register their own at import)."""
-    return [n for n in registry.names() if registry.get(n).__module__.startswith("xaibench.")]
-
 TITLES = {
     "saliency": "Saliency",
     "integrated_gradients": "Integrated Gradients",
@@ -32,7 +27,7 @@ TITLES = {
 }
 
 
-def test_every_builtin_explainer_declares_its_metadata() -> None:
+def test_every_builtin_explainer_declares_its_metadata(builtin_names) -> None:
     for name in builtin_names(explainers):
         cls = explainers.get(name)
         metadata = cls.metadata()
@@ -44,7 +39,7 @@ def test_every_builtin_explainer_declares_its_metadata() -> None:
         assert explainers.get(name).title == title
 
 
-def test_capabilities_are_declared_where_implemented() -> None:
+def test_capabilities_are_declared_where_implemented(builtin_names) -> None:
     fused = {n for n in builtin_names(explainers) if explainers.get(n).fuses_prediction}
     assert fused == {"saliency", "input_x_gradient"}
     for name in fused:
@@ -55,7 +50,7 @@ def test_capabilities_are_declared_where_implemented() -> None:
         assert "logits" in inspect.signature(explainers.get(name).completeness_gap).parameters
 
 
-def test_every_random_explainer_accepts_noise_ids() -> None:
+def test_every_random_explainer_accepts_noise_ids(builtin_names) -> None:
     for name in builtin_names(explainers):
         cls = explainers.get(name)
         if cls.is_random or name == "agi":  # AGI is random with classes="sampled"

@@ -9,16 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaibench.leaderboard.aggregate import (
-    COMPLETENESS_GAP_LIMIT,
-    bootstrap_mean,
-    completeness_gaps,
-    faithfulness_tables,
-    rank,
-    robustness_tables,
-    summarize,
-)
+from xaibench.leaderboard.faithfulness import faithfulness_tables
+from xaibench.leaderboard.flags import COMPLETENESS_GAP_LIMIT, completeness_gaps
 from xaibench.leaderboard.load import SuiteResults, load_results
+from xaibench.leaderboard.robustness import robustness_tables
+from xaibench.leaderboard.stats import bootstrap_mean, rank, summarize
 
 from .synthetic import plugin_meta, write_results
 

@@ -15,16 +15,13 @@ import pytest
 from rich.console import Console
 
 from xaibench.leaderboard import build_leaderboard, build_site, render_markdown
-from xaibench.leaderboard.aggregate import (
-    NOISE_FLOOR_FLAG,
-    UNRANKED,
-    Estimate,
-    faithfulness_tables,
-    noise_floor_flag,
-    robustness_tables,
-)
+from xaibench.leaderboard.faithfulness import faithfulness_tables
+from xaibench.leaderboard.flags import NOISE_FLOOR_FLAG, noise_floor_flag
 from xaibench.leaderboard.load import SuiteResults, convergence_records
 from xaibench.leaderboard.markdown import table_markdown
+from xaibench.leaderboard.robustness import robustness_tables
+from xaibench.leaderboard.stats import Estimate
+from xaibench.leaderboard.tables import UNRANKED
 from xaibench.summary import (
     render_faithfulness,
     render_summary,

@@ -8,15 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaibench.leaderboard.aggregate import robustness_tables
+from xaibench.leaderboard.ablations import ablation_tables
+from xaibench.leaderboard.comparison import model_comparison_tables
 from xaibench.leaderboard.load import SuiteResults
 from xaibench.leaderboard.markdown import table_markdown
-from xaibench.leaderboard.studies import (
-    ablation_tables,
-    model_comparison_tables,
-    relative_spread,
-    sensitivity_tables,
-)
+from xaibench.leaderboard.robustness import robustness_tables
+from xaibench.leaderboard.sensitivity import relative_spread, sensitivity_tables
 
 from .synthetic import plugin_meta
 

@@ -7,11 +7,6 @@ import json
 from xaibench.registry import metrics
 from xaibench.types import Metric
 
-
-def builtin_names(registry) -> list[str]:
-    """The plugins xaibench ships (other test modules register their own at import)."""
-    return [n for n in registry.names() if registry.get(n).__module__.startswith("xaibench.")]
-
 # What the leaderboard showed before the metrics declared it themselves.
 TITLES = {
     "explanation_change_pct": "expl. change %",
@@ -36,7 +31,7 @@ def test_titles_units_and_digits() -> None:
     assert metrics.get("ssim").value_range == (-1.0, 1.0)
 
 
-def test_every_builtin_metric_declares_jsonable_metadata() -> None:
+def test_every_builtin_metric_declares_jsonable_metadata(builtin_names) -> None:
     for name in builtin_names(metrics):
         cls = metrics.get(name)
         metadata = cls.metadata()
@@ -52,7 +47,7 @@ def test_every_builtin_metric_declares_jsonable_metadata() -> None:
     assert metrics.get("infidelity")().metadata()["title"] == "INFD"  # on an instance too
 
 
-def test_the_default_metrics_keep_their_order() -> None:
+def test_the_default_metrics_keep_their_order(builtin_names) -> None:
     positioned = sorted((metrics.get(n).default_position, n) for n in builtin_names(metrics) if metrics.get(n).default_position is not None)
     assert [n for _, n in positioned] == [
         "explanation_change_pct", "ssim", "confidence_drop_pct", "prediction_flipped", "topk_intersection", "rank_correlation",

@@ -137,3 +137,16 @@ def test_show_prints_the_manifest_and_the_summary(tmp_path: Path, capsys: pytest
     assert "rows in" in out and "exiaa" in out and "SSIM" in out
     code, _, err = run_cli(["show", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and "does not exist" in err
+
+
+def test_a_whole_number_written_as_a_float_reaches_the_plugin_as_an_int(tmp_path: Path) -> None:
+    """``n_steps = 8.0`` is 8 everywhere (the plugin, the rows, the unit id); ``8.5`` is refused."""
+    from xaibench.errors import ConfigError
+    from xaibench.runner.suite import load_suite
+
+    ig = '[[explainers]]\nname = "integrated_gradients"\nn_steps = 8.0\n\n[[attacks]]'
+    suite = load_suite(str(write_suite(tmp_path, GOOD.replace("[[attacks]]", ig))))
+    (steps,) = [s.params["n_steps"] for s in suite.explainers if s.name == "integrated_gradients"]
+    assert steps == 8 and type(steps) is int
+    with pytest.raises(ConfigError, match="n_steps"):
+        load_suite(str(write_suite(tmp_path, GOOD.replace("[[attacks]]", ig.replace("8.0", "8.5")))))

@@ -68,7 +68,6 @@ class ModelAccess:
         self.reuses_logits = bool(getattr(explainer, "reuses_logits", False))
         # Random explainers take ``noise_ids`` (common random numbers) and get a noise floor.
         self.is_random = bool(getattr(explainer, "is_random", False))
-        self.takes_noise_ids = self.is_random
 
     def autocast(self) -> torch.autocast:
         """The precision context every pass runs in (a no-op for fp32)."""
@@ -97,7 +96,7 @@ class ModelAccess:
         return torch.softmax(self.logits(x01), dim=1)
 
     def _noise(self, noise_ids: list[str] | None, part: slice) -> dict[str, Any]:
-        return {"noise_ids": noise_ids[part]} if noise_ids is not None and self.takes_noise_ids else {}
+        return {"noise_ids": noise_ids[part]} if noise_ids is not None and self.is_random else {}
 
     def explain(self, x01: Tensor, target: Tensor, noise_ids: list[str] | None = None) -> Tensor:
         """Attributions of ``x01`` for ``target``, checked (``outputs.check_attributions``).

@@ -29,10 +29,10 @@ def noise_floors(
     """Per robustness metric label (``metrics``: ``(metric, spec)`` pairs) that compares two
     explanations, one value per original: the metric between the clean explanation and a second
     one of the same image drawn with an independent random stream (``"<id>#independent"``).
-    ``access`` is the unit's ``engine.ModelAccess``. Empty for deterministic explainers (and for
-    random ones that take no ``noise_ids``: their second draw would repeat the first).
+    ``access`` is the unit's ``ModelAccess``. Empty for deterministic explainers (a random one
+    declares ``is_random`` and takes ``noise_ids``).
     """
-    if not (access.takes_noise_ids and access.is_random):
+    if not access.is_random:
         return {}
     chosen = [(m, s) for m, s in metrics if compares_explanations(m)]
     if not chosen:

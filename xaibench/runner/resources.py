@@ -77,6 +77,8 @@ class Resources:
         self._classifiers: dict[str, Classifier] = {}
         self._datasets: dict[tuple[int, int, int], Any] = {}
         self._pools: dict[str, Pool] = {}
+        self._originals: dict[str, list[int]] = {}
+        self._pool_rows: dict[str, list[int]] = {}
         self._attacks: list[Any] | None = None
         self._metrics: list[Any] | None = None
 
@@ -118,18 +120,24 @@ class Resources:
         return ""
 
     def originals(self, spec: PluginSpec) -> list[int]:
-        suite = self.suite
-        chosen = self.dataset(spec).sample_one_per_class(suite.n_classes, suite.seed, suite.per_class)
-        return chosen[: suite.limit] if suite.limit is not None else chosen
+        """The dataset rows of the originals (sampled once per model, then kept)."""
+        if spec.label not in self._originals:
+            suite = self.suite
+            chosen = self.dataset(spec).sample_one_per_class(suite.n_classes, suite.seed, suite.per_class)
+            self._originals[spec.label] = chosen[: suite.limit] if suite.limit is not None else chosen
+        return self._originals[spec.label]
 
     def pool(self, spec: PluginSpec) -> list[int]:
-        """Dataset rows attack images may come from: all, or ``pool_size`` of them at random."""
-        size = len(self.dataset(spec))
-        rows = list(range(size))
-        if self.suite.pool_size is not None and self.suite.pool_size < size:
-            generator = torch.Generator().manual_seed(self.suite.seed + 1)
-            rows = sorted(torch.randperm(size, generator=generator)[: self.suite.pool_size].tolist())
-        return rows
+        """Dataset rows attack images may come from: all, or ``pool_size`` of them at random
+        (drawn once per model: the planner asks for every unit's id)."""
+        if spec.label not in self._pool_rows:
+            size = len(self.dataset(spec))
+            rows = list(range(size))
+            if self.suite.pool_size is not None and self.suite.pool_size < size:
+                generator = torch.Generator().manual_seed(self.suite.seed + 1)
+                rows = sorted(torch.randperm(size, generator=generator)[: self.suite.pool_size].tolist())
+            self._pool_rows[spec.label] = rows
+        return self._pool_rows[spec.label]
 
     # -- plugins --------------------------------------------------------------------------
     def attacks(self) -> list[Any]:

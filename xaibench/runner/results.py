@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..errors import XaibenchError
-from ..files import write_atomic_bytes, write_json  # noqa: F401  (re-exported: the layout's writers)
+from ..files import write_atomic_bytes
 
 TABLES = ("robustness", "faithfulness", "examples", "sensitivity")
 PARTITION_KEYS = ("suite", "model", "explainer")

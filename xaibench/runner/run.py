@@ -17,7 +17,6 @@ from ..files import write_json
 from .executors import Executor, executor_for
 from .plan import RESULTS_FORMAT, Plan, WorkUnit
 from .provenance import environment
-from .resources import shared_resources
 
 
 @dataclass
@@ -47,14 +46,14 @@ class Manifest:
         self.started_at = datetime.now(UTC).isoformat()
         self.started = time.perf_counter()
         self.env = environment(torch.device(plan.device), plan.suite.precision)
+        self.res = plan.resources()
         self.skipped: list[dict[str, str]] = []
 
     def _skipped_images(self) -> list[dict[str, str]]:
-        res = shared_resources(self.plan.suite, self.plan.out, self.plan.device)
         for model in self.plan.suite.models:
-            if model.label not in res.loaded_models():
+            if model.label not in self.res.loaded_models():
                 continue
-            for item, reason in getattr(res.dataset(model), "skipped", []):
+            for item, reason in getattr(self.res.dataset(model), "skipped", []):
                 record = {"model": model.label, "item": item, "reason": reason}
                 if record not in self.skipped:
                     self.skipped.append(record)
@@ -62,7 +61,6 @@ class Manifest:
 
     def content(self) -> dict[str, Any]:
         plan = self.plan
-        res = shared_resources(plan.suite, plan.out, plan.device)
         return {
             "run_id": self.run_id,
             "results_format": RESULTS_FORMAT,
@@ -75,7 +73,7 @@ class Manifest:
             "models": {label: m["provenance"] for label, m in plan.models.items()},
             "originals": {label: m["originals"] for label, m in plan.models.items()},
             "skipped_images": self._skipped_images(),
-            "chunk_sizes": res.chunk_sizes.record(),
+            "chunk_sizes": self.res.chunk_sizes.record(),
             "convergence": plan.convergence,
             "units": plan.unit_records(),
         }

@@ -152,7 +152,7 @@ def _dataset(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> di
                 f"--data was given but the dataset {name!r} takes no 'root' parameter", file=source, key="dataset"
             )
         params["root"] = overrides["data"]
-    registry.datasets.validate_params(name, params, where="dataset")
+    params = registry.datasets.coerce_params(name, params, where="dataset")
     limit = integer(table.get("limit"), source, "dataset.limit", allow_none=True)
     if overrides.get("limit") is not None:
         limit = integer(overrides["limit"], "--limit", "limit")

@@ -72,8 +72,8 @@ def plugin_specs(
                 )
             only = tuple(names)
         check_misplaced(params, source, where)
-        if canonical in reg:
-            reg.validate_params(canonical, params, where=where)
+        if canonical in reg:  # checked against the declaration and converted (3.0 → 3 for an int)
+            params = reg.coerce_params(canonical, params, where=where)
         label = str(entry.get("label", name))
         if label in labels:
             raise ConfigError(
@@ -127,7 +127,7 @@ def sweep_specs(entries: Any, source: str, seed: int) -> list[PluginSpec]:
         reference = entry.get("reference", {})
         if not isinstance(reference, dict):
             raise ConfigError("expected a table of parameters", file=source, key=f"{where}.reference")
-        registry.explainers.validate_params(name, reference, where=f"{where}.reference")
+        reference = registry.explainers.coerce_params(name, reference, where=f"{where}.reference")
         label = str(entry.get("label", name))
         varied = {k: v for k, v in entry.items() if k not in SWEEP_KEYS}
         if not varied:
@@ -159,11 +159,10 @@ def sweep_specs(entries: Any, source: str, seed: int) -> list[PluginSpec]:
             for value in values:
                 if value == reference_values[param]:
                     continue  # the reference setting is already in the sweep
-                params = {**reference, param: value}
-                registry.explainers.validate_params(name, params, where=f"{where}.{param}")
+                params = registry.explainers.coerce_params(name, {**reference, param: value}, where=f"{where}.{param}")
                 specs.append(PluginSpec(
-                    "explainers", name, params, f"{label} {param}={_format_value(value)}",
-                    sweep={**sweep_info, "param": param, "value": value},
+                    "explainers", name, params, f"{label} {param}={_format_value(params[param])}",
+                    sweep={**sweep_info, "param": param, "value": params[param]},
                 ))
     return specs
 

@@ -18,12 +18,9 @@ from . import Finished
 
 def run_remote_unit(suite: Any, out: str, device: str, unit: WorkUnit, plugins: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The task body (also callable in-process, which the tests use)."""
-    import xaibench
-
     from ..commit import execute_unit
     from ..resources import shared_resources
 
-    xaibench.load_builtins()
     res = shared_resources(suite, Path(out), device)
     before = set(res.loaded_models())
     outcome = execute_unit(unit, res, plugins, run_id)
