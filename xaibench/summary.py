@@ -1,7 +1,10 @@
 """Summary tables: mean ± std per model × explainer × attack × grid point.
 
-Rows whose explanations had non-finite entries (``nonfinite_fraction > 0``) carry NaN metrics
-and are left out of the means; the tables count them (``excluded``) and say why.
+Rows whose explanations had non-finite entries (``nonfinite_fraction > 0``) or were all zero
+or constant (``degenerate_map``, see ``xaibench.runner.degenerate``) carry NaN metrics and are
+left out of the means; the tables count them (``excluded``, of which ``degenerate`` for the
+second reason), ``n`` counts the rows in the means (so ``n + excluded`` is every row), and a
+line under the table says why.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from .runner.degenerate import COLUMN as DEGENERATE
+from .runner.degenerate import flags, what
 
 BASE_KEYS = ("suite", "model", "explainer", "attack")
 #: Not a metric of a plugin, but a column of every robustness row: the explainer's own gap.
@@ -39,6 +45,10 @@ def shown_metrics(plugins: dict[str, Any] | None) -> list[tuple[str, str, int]]:
 
 NONFINITE = "nonfinite_fraction"
 NONFINITE_REASON = "the explainer returned non-finite attributions (NaN/inf)"
+DEGENERATE_REASON = (
+    "the explainer returned an all-zero or constant explanation, on which the metrics are "
+    f"undefined ('{DEGENERATE}' column)"
+)
 
 
 def _nonfinite(frame: pd.DataFrame) -> pd.Series:
@@ -48,10 +58,20 @@ def _nonfinite(frame: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0
 
 
+def _counts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], grouped: Any) -> None:
+    """``n`` (rows in the means), ``excluded`` and its ``degenerate`` part, per group."""
+    by = [frame[k] for k in keys]
+    degenerate = flags(frame) & ~_nonfinite(frame)
+    table["excluded"] = (_nonfinite(frame) | degenerate).groupby(by, dropna=False, sort=True).sum()
+    table["degenerate"] = degenerate.groupby(by, dropna=False, sort=True).sum()
+    table["n"] = grouped.size() - table["excluded"]
+
+
 def summarize(frame: pd.DataFrame, plugins: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per model × explainer × attack × grid point with ``<metric>_mean``,
-    ``<metric>_std``, ``n`` (rows) and ``excluded`` (rows left out of the means for non-finite
-    attributions). ``plugins``: the manifest's plugin records (grid axes, metrics, titles)."""
+    ``<metric>_std``, ``n`` (rows in the means), ``excluded`` (rows left out of the means:
+    non-finite attributions, or ``degenerate`` ones, all zero or constant; ``n + excluded`` is
+    every row). ``plugins``: the manifest's plugin records (grid axes, metrics, titles)."""
     keys = [k for k in (*BASE_KEYS, *_grid_axes(plugins)) if k in frame.columns]
     metrics = [m for m, _, _ in shown_metrics(plugins) if m in frame.columns]
     if not keys or not metrics:
@@ -59,23 +79,43 @@ def summarize(frame: pd.DataFrame, plugins: dict[str, Any] | None = None) -> pd.
     grouped = frame.groupby(keys, dropna=False, sort=True)
     table = grouped[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    table["n"] = grouped.size()
-    table["excluded"] = _nonfinite(frame).groupby([frame[k] for k in keys], dropna=False, sort=True).sum()
+    _counts(table, frame, keys, grouped)
     table["images"] = grouped["image_id"].nunique() if "image_id" in frame.columns else table["n"]
-    return table.reset_index()
+    return _described(table.reset_index(), frame)
+
+
+def _described(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the reason its degenerate rows were excluded (``attrs``, for the line)."""
+    bad = flags(frame)
+    if bad.any():
+        table.attrs["degenerate_reason"] = (
+            f"the explainer returned {what(frame.loc[bad, DEGENERATE])}, on which the metrics are "
+            f"undefined ('{DEGENERATE}' column)"
+        )
+    return table
 
 
 def _excluded_line(summary: pd.DataFrame) -> str | None:
+    """The line under a table with excluded rows, each reason with its count."""
     if "excluded" not in summary.columns:
         return None
     total = int(summary["excluded"].sum())
     if not total:
         return None
     groups = int((summary["excluded"] > 0).sum())
-    return (
-        f"[yellow]⚠ {total} row{'s' if total != 1 else ''} in {groups} group{'s' if groups != 1 else ''} "
-        f"excluded from the means ('excluded' column): {NONFINITE_REASON}[/yellow]"
+    degenerate = int(summary["degenerate"].sum()) if "degenerate" in summary.columns else 0
+    reason = summary.attrs.get("degenerate_reason", DEGENERATE_REASON)
+    if not degenerate:
+        why = NONFINITE_REASON
+    elif degenerate == total:
+        why = reason
+    else:
+        why = f"{total - degenerate} because {NONFINITE_REASON}; {degenerate} because {reason}"
+    line = (
+        f"⚠ {total} row{'s' if total != 1 else ''} in {groups} group{'s' if groups != 1 else ''} "
+        f"excluded from the means ('excluded' column): {why}"
     )
+    return f"[yellow]{escape(line)}[/yellow]"
 
 
 def _cell(mean: float, std: float, digits: int = 2) -> str:
@@ -122,13 +162,14 @@ FAITHFULNESS_KEYS = ("suite", "model", "explainer", "on", "metric")
 def summarize_faithfulness(frame: pd.DataFrame, robustness: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean ± std of each faithfulness metric per model × explainer (clean and attacked),
     with the explainer's throughput, its rank per metric (1 = best; none when every row was
-    excluded) and ``excluded`` (rows left out for non-finite attributions). With the
+    excluded), ``n`` (rows in the means) and ``excluded`` (rows left out: non-finite
+    attributions, or ``degenerate``, all-zero or constant ones; ``n + excluded`` is every row). With the
     ``robustness`` rows, a pair whose median completeness gap exceeds its gate is not ranked
     (``unranked`` holds why), as on the leaderboard."""
     keys = [k for k in FAITHFULNESS_KEYS if k in frame.columns]
     grouped = frame.groupby(keys, dropna=False, sort=True)
     table = grouped["score"].agg(["mean", "std"]).rename(columns={"mean": "score_mean", "std": "score_std"})
-    table["excluded"] = _nonfinite(frame).groupby([frame[k] for k in keys], dropna=False, sort=True).sum()
+    _counts(table, frame, keys, grouped)
     table["images"] = grouped["image_id"].nunique()
     table["higher_is_better"] = grouped["higher_is_better"].first()
     if "explainer_images_per_s" in frame.columns:
@@ -146,7 +187,7 @@ def summarize_faithfulness(frame: pd.DataFrame, robustness: pd.DataFrame | None 
     signed = table["score_mean"].where(table["higher_is_better"].astype(bool), -table["score_mean"])
     signed = signed.where(table["unranked"] == "")
     table["rank"] = signed.groupby([table[k] for k in rank_keys]).rank(ascending=False, method="min")
-    return table
+    return _described(table, frame)
 
 
 def render_faithfulness(summary: pd.DataFrame, console: Console, *, title: str = "Faithfulness") -> None:
@@ -171,7 +212,7 @@ def render_faithfulness(summary: pd.DataFrame, console: Console, *, title: str =
             _cell(row["score_mean"], row["score_std"], 4),
             "⊘" if row.get("unranked") else ("–" if pd.isna(rank) or not math.isfinite(rank) else str(int(rank))),
             f"{row['images_per_s']:.2f}" if "images_per_s" in row and pd.notna(row["images_per_s"]) else "–",
-            str(int(row["images"])),
+            str(int(row["n"] if "n" in row else row["images"])),
         ]
         if excluded:
             cells.append(str(int(row["excluded"])))

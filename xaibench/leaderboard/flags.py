@@ -2,7 +2,7 @@
 attack-image fallbacks and the explainer's noise floor (docs/leaderboard.md).
 
 Everything here reads runner columns only (``completeness_gap``, ``max_completeness_gap``,
-``nonfinite_fraction``, ``attack_image_source``, ``noise_floor_<metric>``); what a plugin is
+``nonfinite_fraction``, ``degenerate_map``, ``attack_image_source``, ``noise_floor_<metric>``); what a plugin is
 called or how it behaves comes from the recorded metadata (``meta``), never from its name.
 """
 
@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from ..runner.degenerate import COLUMN as DEGENERATE
+from ..runner.degenerate import flags as degenerate_flags
+from ..runner.degenerate import what as degenerate_what
 from .stats import Estimate, per_image
 
 COMPLETENESS_GAP_LIMIT = 0.1
@@ -90,22 +93,61 @@ def under_converged(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
     return out
 
 
-def nonfinite_counts(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[int, int]]:
-    """``(rows with non-finite attributions, rows)`` per (model, explainer) that has any;
-    rows without a ``nonfinite_fraction`` (older results) count as finite."""
-    if frame.empty or NONFINITE not in frame.columns:
+class Excluded(NamedTuple):
+    """The rows of a (model, explainer) left out of its means, by reason."""
+
+    nonfinite: int  # rows with non-finite attributions
+    total: int  # rows
+    degenerate: int = 0  # other rows whose explanation was all zero or constant
+    what: str = ""  # "an all-zero explanation", … (``degenerate_what``)
+
+    def texts(self, of: str = "") -> list[str]:
+        """``"k of n rows{of} excluded: <reason>"``, one per reason with rows."""
+        reasons = [(self.nonfinite, NONFINITE_REASON), (self.degenerate, degenerate_reason(self.what))]
+        return [f"{k} of {_rows(self.total)}{of} excluded: {why}" for k, why in reasons if k]
+
+
+def degenerate_reason(what: str = "") -> str:
+    """Why rows with a degenerate explanation are left out (``what``: ``degenerate_what``)."""
+    return f"the explainer returned {what or 'an all-zero or constant explanation'}, on which the metrics are undefined"
+
+
+def _nonfinite_rows(frame: pd.DataFrame) -> pd.Series:
+    if NONFINITE not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0
+
+
+def exclusion_counts(frame: pd.DataFrame) -> dict[tuple[str, str], Excluded]:
+    """Per (model, explainer) with rows left out of its means: how many, and why (non-finite
+    attributions first; else an all-zero or constant explanation, ``degenerate_map``). Rows
+    without these columns (older results) count as kept."""
+    if frame.empty:
         return {}
-    bad = pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0
-    counts = bad.groupby([frame["model"].astype(str), frame["explainer"].astype(str)]).agg(["sum", "size"])
-    return {_pair(m, e): (int(r["sum"]), int(r["size"])) for (m, e), r in counts.iterrows() if r["sum"] > 0}
+    nonfinite = _nonfinite_rows(frame)
+    degenerate = degenerate_flags(frame) & ~nonfinite
+    if not (nonfinite.any() or degenerate.any()):
+        return {}
+    rows = pd.DataFrame({"n": nonfinite, "d": degenerate, "label": frame.get(DEGENERATE, pd.Series("", index=frame.index))})
+    out = {}
+    for (m, e), group in rows.groupby([frame["model"].astype(str), frame["explainer"].astype(str)]):
+        if group["n"].any() or group["d"].any():
+            what = degenerate_what(group.loc[group["d"], "label"]) if group["d"].any() else ""
+            out[_pair(m, e)] = Excluded(int(group["n"].sum()), len(group), int(group["d"].sum()), what)
+    return out
+
+
+#: The leaderboard's tables call it by this name; it counts degenerate explanations too.
+nonfinite_counts = exclusion_counts
 
 
 def mask_nonfinite(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """``frame`` with ``metrics`` NaN on the rows with non-finite attributions (the runner
-    writes them so already; this keeps the notes true for rows that were not)."""
-    if frame.empty or NONFINITE not in frame.columns:
+    """``frame`` with ``metrics`` NaN on the rows with non-finite attributions or a degenerate
+    explanation (the runner writes them so already; this keeps the notes true for rows that
+    were not)."""
+    if frame.empty:
         return frame
-    bad = (pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0).to_numpy()
+    bad = (_nonfinite_rows(frame) | degenerate_flags(frame)).to_numpy()
     present = [m for m in metrics if m in frame.columns]
     if not bad.any() or not present:
         return frame
@@ -118,22 +160,28 @@ def _rows(n: int) -> str:
     return f"{n} row{'s' if n != 1 else ''}"
 
 
-def nonfinite_notes(frame: pd.DataFrame) -> list[str]:
-    """A table note per (model, explainer) with rows left out for non-finite attributions."""
+def exclusion_notes(frame: pd.DataFrame) -> list[str]:
+    """A table note per (model, explainer) and reason with rows left out: non-finite
+    attributions, or an all-zero / constant explanation."""
     return [
-        f"{bad} of {_rows(total)} of {explainer} × {model} excluded: {NONFINITE_REASON}"
-        for (model, explainer), (bad, total) in sorted(nonfinite_counts(frame).items())
+        text
+        for (model, explainer), counts in sorted(exclusion_counts(frame).items())
+        for text in counts.texts(f" of {explainer} × {model}")
     ]
+
+
+#: The leaderboard's tables call it by this name; it notes degenerate explanations too.
+nonfinite_notes = exclusion_notes
 
 
 def undefined_notes(frame: pd.DataFrame, metric: str, title: str) -> list[str]:
     """A table note per (model, explainer) with rows whose ``metric`` is missing for another
-    reason than non-finite attributions (e.g. explanation change of an all-zero explanation)."""
+    reason than non-finite attributions or a degenerate explanation (e.g. the explanation
+    change of an all-zero explanation in results written before ``degenerate_map``)."""
     if frame.empty or metric not in frame.columns:
         return []
     missing = pd.to_numeric(frame[metric], errors="coerce").isna()
-    if NONFINITE in frame.columns:
-        missing &= ~(pd.to_numeric(frame[NONFINITE], errors="coerce").fillna(0.0) > 0)
+    missing &= ~(_nonfinite_rows(frame) | degenerate_flags(frame))  # said by exclusion_notes
     counts = missing.groupby([frame["model"].astype(str), frame["explainer"].astype(str)]).agg(["sum", "size"])
     return [
         f"{int(r['sum'])} of {_rows(int(r['size']))} of {e} × {m} have no {title} value "

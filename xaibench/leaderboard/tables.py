@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .flags import COMPLETENESS_GAP_LIMIT, NONFINITE_REASON, _pair, _rows
+from .flags import COMPLETENESS_GAP_LIMIT, Excluded, _pair
 from .stats import Estimate, rank
 
 UNRANKED = "⊘"  # the rank cell of a row that is shown but not ranked
@@ -112,12 +112,12 @@ def flag_cells(
     rows: pd.DataFrame,
     gaps: dict[tuple[str, str], float],
     gates: dict[tuple[str, str], float] | None = None,
-    nonfinite: dict[tuple[str, str], tuple[int, int]] | None = None,
+    nonfinite: dict[tuple[str, str], Excluded] | None = None,
     warning: Callable[[str, float], str] | None = None,
 ) -> list[Cell]:
     """The explainer cells, flagged for a completeness gap above the pair's gate (the text
-    from ``warning(explainer, gap)``) and for rows left out because of non-finite
-    attributions."""
+    from ``warning(explainer, gap)``) and for rows left out (``nonfinite``: the
+    ``exclusion_counts``: non-finite attributions, all-zero or constant explanations)."""
     gates = gates or {}
     nonfinite = nonfinite or {}
     cells = []
@@ -128,10 +128,9 @@ def flag_cells(
         if gap is not None and gap > gates.get(pair, COMPLETENESS_GAP_LIMIT):
             flags.append(warning(str(explainer), gap) if warning else f"median completeness gap {gap:.2f}")
         if pair in nonfinite:
-            bad, total = nonfinite[pair]
-            flags.append(
-                f"{bad} of {_rows(total)} excluded: {NONFINITE_REASON}; the means are over the remaining rows"
-            )
+            counts = nonfinite[pair]
+            left = counts.nonfinite + counts.degenerate < counts.total
+            flags.append("; ".join(counts.texts()) + ("; the means are over the remaining rows" if left else ""))
         cells.append(Cell(str(explainer), sort=str(explainer), flag="; ".join(flags)))
     return cells
 
@@ -163,10 +162,10 @@ def unranked_reasons(
     summary: pd.DataFrame,
     ranks: Sequence[int | None],
     converged: dict[tuple[str, str], str],
-    nonfinite: dict[tuple[str, str], tuple[int, int]],
+    nonfinite: dict[tuple[str, str], Excluded],
 ) -> list[str]:
-    """Why each row has no rank: under-converged, or no value at all (every row non-finite,
-    or the metric undefined); empty for ranked rows."""
+    """Why each row has no rank: under-converged, or no value at all (every row non-finite or
+    degenerate, or the metric undefined); empty for ranked rows."""
     reasons = []
     for i, (model, explainer) in enumerate(summary[["model", "explainer"]].itertuples(index=False)):
         pair = _pair(model, explainer)
@@ -175,8 +174,7 @@ def unranked_reasons(
         elif ranks[i] is not None:
             reasons.append("")
         elif pair in nonfinite:
-            bad, total = nonfinite[pair]
-            reasons.append(f"not ranked: no value left ({bad} of {_rows(total)} excluded: {NONFINITE_REASON})")
+            reasons.append(f"not ranked: no value left ({'; '.join(nonfinite[pair].texts())})")
         else:
             reasons.append("not ranked: no value (the metric is undefined for every row)")
     return reasons

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import examples, faithfulness_rows
+from . import degenerate, examples, faithfulness_rows
 from .model_access import chunks
 from .outputs import finite, nan_where, nonfinite_fraction
 from .tables import gate
@@ -60,7 +60,7 @@ def _explain_rows(run: Any, output: Any, origin: Tensor, kept: set[int]) -> dict
     compute the robustness metrics; keep the explanations of the ``kept`` rows."""
     access, rows = run.access, output.images.shape[0]
     values: dict[str, list[float]] = {spec.label: [] for _, spec in run.robustness}
-    out: dict[str, Any] = {"predicted": [], "gap": [], "nonfinite": [], "kept": {}, "values": values}
+    out: dict[str, Any] = {"predicted": [], "gap": [], "nonfinite": [], "degenerate": [], "kept": {}, "values": values}
     for part in chunks(rows, max(access.sizes.get(access.explain_key), 1)):
         images, rows_origin = output.images[part], origin[part]
         # One forward + backward per chunk where the explainer fuses prediction; the logits
@@ -70,6 +70,9 @@ def _explain_rows(run: Any, output: Any, origin: Tensor, kept: set[int]) -> dict
         )
         gap = access.completeness_gap(images, predicted, attributions, logits=logits)
         bad = nonfinite_fraction(run.clean[rows_origin], attributions)
+        kinds = {"clean": degenerate.map_kinds(run.clean[rows_origin]), "corrupted": degenerate.map_kinds(attributions)}
+        labels = degenerate.describe(kinds, bad)
+        skip = degenerate.excluded(bad, labels)
         tensors = {
             "original": run.batch.pixels[rows_origin],
             "corrupted": images,
@@ -79,8 +82,9 @@ def _explain_rows(run: Any, output: Any, origin: Tensor, kept: set[int]) -> dict
             "probs_corrupted": torch.softmax(logits, dim=1),
         }
         for metric, spec in run.robustness:
-            values[spec.label].extend(nan_where(metric(**{name: tensors[name] for name in metric.needs}), bad))
+            values[spec.label].extend(nan_where(metric(**{name: tensors[name] for name in metric.needs}), skip))
         out["nonfinite"].extend(bad.tolist())
+        out["degenerate"].extend(labels)
         out["predicted"].extend(predicted.tolist())
         out["gap"].extend(gap.tolist() if gap is not None else [math.nan] * images.shape[0])
         for offset, row in enumerate(range(part.start, part.stop)):
@@ -104,6 +108,7 @@ def _robustness_columns(run: Any, spec: Any, output: Any, origin: list[int], don
         **done["values"],
         **{f"noise_floor_{label}": [values[i] for i in origin] for label, values in run.floors.items()},
         "nonfinite_fraction": done["nonfinite"],
+        degenerate.COLUMN: done["degenerate"],
         "max_completeness_gap": [gate(run.unit.explainer)] * rows,
         "completeness_gap": [math.nan if run.clean_gap is None else float(run.clean_gap[i]) for i in origin],
         "completeness_gap_corrupted": done["gap"],

@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from ..types import id_seeds
+from . import degenerate
 from .outputs import finite, nan_where, nonfinite_fraction
 
 
@@ -37,6 +38,8 @@ def score(run: Any, x01: Tensor, attributions: Tensor, target: Tensor, image_row
     batch = run.batch
     seeds = id_seeds([batch.ids[i] for i in image_rows], run.suite.seed)
     bad = nonfinite_fraction(attributions)
+    labels = degenerate.map_kinds(attributions)  # "" on rows with non-finite entries
+    skip = degenerate.excluded(bad, labels)
     attributions = finite(attributions)
     count = x01.shape[0]
     for metric, spec in run.faithfulness:
@@ -59,8 +62,9 @@ def score(run: Any, x01: Tensor, attributions: Tensor, target: Tensor, image_row
             "metric_name": [spec.name] * count,
             "metric_params": [_resolved(spec, run.plugins["metrics"].get(spec.label))] * count,
             "higher_is_better": [bool(metric.higher_is_better)] * count,
-            "score": nan_where(result.scores, bad),
+            "score": nan_where(result.scores, skip),
             "nonfinite_fraction": bad.tolist(),
+            degenerate.COLUMN: labels,
             "curve_name": [names[0] if names else None] * count,
             "curve": _curve(result, names, 0, count),
             "curve2_name": [names[1] if len(names) > 1 else None] * count,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from .degenerate import map_kinds
 from .outputs import finite, nan_where, nonfinite_fraction
 
 
@@ -39,6 +41,8 @@ def noise_floors(
         return {}
     independent = access.explain(pixels, predicted, [f"{i}#independent" for i in ids])
     bad = nonfinite_fraction(independent) + nonfinite_fraction(clean)  # no floor from a broken map
+    flat = [bool(a or b) for a, b in zip(map_kinds(clean), map_kinds(independent), strict=True)]  # nor a degenerate one
+    bad = bad.cpu() + torch.tensor(flat, dtype=torch.float64)
     tensors = {
         "original": pixels, "corrupted": pixels, "expl_original": finite(clean),
         "expl_corrupted": finite(independent), "probs_original": probs, "probs_corrupted": probs,

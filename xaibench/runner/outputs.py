@@ -8,7 +8,9 @@ metric and scored as if it were an explanation (a half-size map was once ranked 
 * non-finite entries (NaN, ±inf) are *counted* per row (``nonfinite_fraction``); the rows
   that contain any get NaN metrics, and the leaderboard says how many rows it excluded and
   why. The metrics themselves are computed on a finite copy so one NaN never crashes a
-  batch or leaks into another row.
+  batch or leaks into another row;
+* all-zero or constant maps are *recorded* per row (``degenerate_map``, see
+  :mod:`xaibench.runner.degenerate`) and their rows get NaN metrics too, for the same reason.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def finite(attributions: Tensor) -> Tensor:
     return torch.where(torch.isfinite(attributions), attributions, torch.zeros_like(attributions))
 
 
-def nan_where(values: Tensor, nonfinite: Tensor) -> list[float]:
-    """Metric values as floats, NaN on the rows whose explanations had non-finite entries."""
+def nan_where(values: Tensor, skip: Tensor) -> list[float]:
+    """Metric values as floats, NaN on the rows with ``skip > 0``: their explanations had
+    non-finite entries (a ``nonfinite_fraction``) or were degenerate (``degenerate.excluded``)."""
     values = values.detach().double().cpu()
-    return torch.where(nonfinite.to(values.device) > 0, torch.full_like(values, math.nan), values).tolist()
+    return torch.where(skip.to(values.device) > 0, torch.full_like(values, math.nan), values).tolist()
