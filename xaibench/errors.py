@@ -27,3 +27,10 @@ class UnknownPluginError(ConfigError):
 
 class ResourceUnavailableError(XaibenchError):
     """Weights or data that are not on this machine (and cannot be downloaded)."""
+
+
+class OutputError(XaibenchError):
+    """Results, a cache or a site cannot be written (a full disk, a read-only folder).
+
+    Raised, never swallowed: what was already written is kept, and the message says how to
+    go on (free space and re-run, or choose another folder)."""

@@ -269,7 +269,7 @@ def test_third_party_attack_metric_and_function_explainer_reach_the_leaderboard(
     for shown in ("Random patches", "eXIAA", "heat shift", "SSIM", "Gradient sign"):
         assert shown in markdown.stdout, shown
 
-    site = root / "site"
+    site = root / "leaderboard"  # root / "site" holds the installed plugin
     built = xaibench(installed_plugin, "leaderboard", str(out), "--out", str(site))
     assert built.returncode == 0, built.stdout + built.stderr
     page = (site / "index.html").read_text()

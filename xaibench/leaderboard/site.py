@@ -18,10 +18,11 @@ from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
 from .. import __version__
-from ..errors import XaibenchError
+from ..files import write_atomic_bytes
 from .board import Leaderboard, build_leaderboard
 from .flags import COMPLETENESS_GAP_LIMIT
 from .load import SuiteResults
+from .output_folder import SiteFolder
 from .provenance import convergence, run_view, weights
 from .slugs import slugify
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -114,13 +115,6 @@ def render_html(views: list[SuiteView], *, title: str, seed: int, resamples: int
     )
 
 
-def _clean_assets(assets: Path, keep: set[str]) -> None:
-    """Remove figures and images a previous build left behind (only ours: *.svg, *.png)."""
-    for path in assets.iterdir():
-        if path.is_file() and path.suffix in (".svg", ".png") and path.name not in keep:
-            path.unlink()
-
-
 def suite_view(board: Leaderboard, suite: SuiteResults, assets: Path, examples: int) -> SuiteView:
     from .examples import example_views
     from .gallery import suite_figures
@@ -152,21 +146,21 @@ def build_site(
     examples: int = DEFAULT_EXAMPLES,
     title: str = "xaibench leaderboard",
 ) -> Path:
-    """Write ``out/index.html`` and ``out/assets/``; return the path of ``index.html``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise XaibenchError(f"--out {str(out)!r} is a file; the site needs a folder")
+    """Write ``out/index.html`` and ``out/assets/``; return the path of ``index.html``.
+
+    ``out`` must be new, empty or a folder an earlier build made (see :mod:`.output_folder`):
+    checked before anything is read. Files the user put there are never overwritten or removed.
+    """
+    folder = SiteFolder(out)
     board = build_leaderboard(dirs, seed=seed, resamples=resamples)
-    assets = out / "assets"
-    assets.mkdir(parents=True, exist_ok=True)
-    views = [suite_view(board, suite, assets, examples) for suite in board.suites]
-    written = {Path(f.path).name for v in views for f in v.figures}
-    written |= {Path(i["path"]).name for v in views for e in v.examples for i in e["images"]}
-    _clean_assets(assets, written)
-    html = render_html(views, title=title, seed=seed, resamples=resamples)
-    index = out / "index.html"
-    index.write_text(html, encoding="utf-8")
-    return index
+    with folder.staging() as stage:
+        assets = stage / "assets"
+        assets.mkdir()
+        views = [suite_view(board, suite, assets, examples) for suite in board.suites]
+        html = render_html(views, title=title, seed=seed, resamples=resamples)
+        write_atomic_bytes(stage / "index.html", html.encode("utf-8"))
+        folder.publish(stage)
+    return folder.path / "index.html"
 
 
 def site_size(out: str | Path) -> int:
