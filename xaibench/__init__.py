@@ -11,7 +11,10 @@ _BUILTINS_LOADED = False
 
 
 def load_builtins() -> None:
-    """Import the built-in plugins so their decorators fill the registries."""
+    """Import the built-in plugins so their decorators fill the registries.
+
+    Called by the registries on their first lookup (not on ``import xaibench``, which stays
+    light: the command line answers ``--help`` and Ctrl-C without importing torch first)."""
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
@@ -19,7 +22,5 @@ def load_builtins() -> None:
     # ``training`` registers the models that train on first use (digits_cnn, …) and ``trained``.
     from . import attacks, datasets, explainers, metrics, models, training  # noqa: F401
 
-
-load_builtins()
 
 __all__ = ["ConfigError", "ResourceUnavailableError", "XaibenchError", "registry", "__version__"]

@@ -50,11 +50,19 @@ def run(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
 ) -> None:
     """Run a suite: plan, compute every pending unit, write Parquet, print a summary."""
+    from rich.markup import escape
+
     from .runner import build_plan, run_plan
     from .runner.suite import load_suite
 
     if executor not in ("local", "ray"):
         raise XaibenchError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    if address is not None:
+        if executor != "ray":
+            raise XaibenchError("--address is the address of a Ray cluster; use it with --executor ray")
+        from .runner.executors.ray import check_address
+
+        check_address(address)
     overrides = {
         "device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data, "precision": precision,
     }
@@ -62,6 +70,7 @@ def run(
     console.print(f"[bold]xaibench[/bold] suite [cyan]{resolved.name}[/cyan] ({resolved.source})")
     with console.status("loading models and data…"):
         plan = build_plan(resolved, out)
+    _state["interrupted"] = f"finished units are kept in {out}; re-run the same command to resume"
     pending = plan.count("pending")
     existing = plan.count("existing")
     incompatible = [u for u in plan.units if u.incompatible]
@@ -71,6 +80,8 @@ def run(
     )
     for unit in {(u.model.label, u.explainer.label, u.incompatible) for u in incompatible}:
         console.print(f"  [yellow]skipped[/yellow] {unit[0]} × {unit[1]}: {unit[2]}")
+    for note in plan.notes:
+        console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
 
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -96,6 +107,13 @@ def run(
 
         report = run_plan(plan, progress=advance, executor=executor, address=address)
 
+    _report_run(report, out, resolved.name)
+
+
+def _report_run(report, out: Path, suite_name: str) -> None:  # noqa: ANN001
+    """What a run did, its summary, and every unit it could not complete (exit 1 if any failed)."""
+    from .show import print_summaries
+
     console.print(
         f"run {report.run_id}: {report.units_done} units computed, {report.rows_written} rows written "
         f"({', '.join(f'{k} {v}' for k, v in sorted(report.rows_by_table.items())) or 'none'}), "
@@ -103,8 +121,18 @@ def run(
     )
     if report.manifest.get("skipped_images"):
         console.print(f"[yellow]{len(report.manifest['skipped_images'])} unreadable images skipped[/yellow] (see manifest.json)")
-    _print_summaries(out, resolved.name)
+    print_summaries(out, console, suite_name)
     console.print(f"results: {out}/ (Parquet, manifest.json)")
+    if report.units_incomplete:
+        console.print(
+            f"[yellow]{report.units_incomplete} units incomplete[/yellow]: some of their images could not be read; "
+            "their rows are kept, and re-running after repairing the files completes them (see manifest.json)"
+        )
+    if report.units_leased:
+        console.print(
+            f"[yellow]{report.units_leased} units skipped[/yellow]: another run is computing them "
+            "(see manifest.json); re-run after it ends to pick up any it did not finish"
+        )
     if report.units_failed:
         if _state["debug"]:
             for unit in report.manifest["units"]:
@@ -125,6 +153,7 @@ def list_plugins(
     """List every registered plugin: title, summary, origin, capabilities and typed parameters."""
     from rich.markup import escape
 
+    from .listing import plugin_traits
     from .runner.suite import builtin_suites
 
     kinds = [kind] if kind else [*registry.REGISTRIES, "suites"]
@@ -151,7 +180,7 @@ def list_plugins(
             summary = getattr(cls, "summary", "")
             if summary:
                 console.print(f"      {summary}", markup=False, highlight=False)
-            traits = _plugin_traits(cls)
+            traits = plugin_traits(cls)
             if traits:
                 console.print(f"      [dim]{escape(' · '.join(traits))}[/dim]", highlight=False)
             for param in reg.params(plugin):
@@ -160,105 +189,18 @@ def list_plugins(
             console.print(f"  [red]{escape(plugin)}: failed to import[/red] — {escape(message)}")
 
 
-def _plugin_traits(cls: object) -> list[str]:
-    """The declared metadata of a plugin class worth a line in ``xaibench list``."""
-    from .types import EXPLAINER_CAPABILITIES, Attack, Explainer, FaithfulnessMetric, Metric
-
-    traits: list[str] = []
-    if not isinstance(cls, type):
-        return traits
-    if issubclass(cls, Explainer):
-        for key in EXPLAINER_CAPABILITIES:
-            value = getattr(cls, key, None)
-            if key == "convergence_param":
-                if value:
-                    traits.append(f"convergence_param={value}")
-            elif value:
-                traits.append(key)
-    elif issubclass(cls, Attack):
-        if cls.grid_axes:
-            traits.append(f"grid: {' × '.join(cls.grid_axes)}")
-        if cls.baseline_of:
-            traits.append(f"baseline of {cls.baseline_of}")
-        traits.append("black box" if cls.black_box else "white box")
-        if cls.needs_pool:
-            traits.append("needs_pool")
-    elif issubclass(cls, Metric | FaithfulnessMetric):
-        traits.append(getattr(cls, "category", ""))
-        higher = getattr(cls, "higher_is_better", None)
-        if higher is not None:
-            traits.append("higher is better" if higher else "lower is better")
-        if cls.unit:
-            traits.append(f"unit {cls.unit}")
-        low, high = cls.value_range
-        if low is not None or high is not None:
-            left = "(−∞" if low is None else f"[{low:g}"
-            right = "∞)" if high is None else f"{high:g}]"
-            traits.append(f"range {left}, {right}")
-        if issubclass(cls, Metric) and cls.needs:
-            traits.append(f"needs {', '.join(cls.needs)}")
-    return traits
-
-
 @app.command()
 def show(results_dir: Annotated[Path, typer.Argument(help="A results folder written by 'xaibench run'.")]) -> None:
-    """Summarise a results folder: its manifest and the mean ± std table."""
-    from .runner.results import read_manifest
-    manifest = read_manifest(results_dir)
-    if manifest is None and not Path(results_dir).is_dir():
-        raise XaibenchError(f"results folder {str(results_dir)!r} does not exist")
-    if manifest:
-        env = manifest.get("environment", {})
-        states: dict[str, int] = {}
-        for unit in manifest.get("units", []):
-            states[unit["state"]] = states.get(unit["state"], 0) + 1
-        console.print(
-            f"last run {manifest.get('run_id')} ({manifest.get('started')}), suite "
-            f"{manifest.get('suite', {}).get('suite', {}).get('name')}, device {env.get('device')}, "
-            f"torch {env.get('torch')}, units {states}"
-        )
-        for model, info in manifest.get("models", {}).items():
-            console.print(f"  {model}: weights from {info.get('pretrained_source')}")
-    if not _print_summaries(results_dir, None):
-        raise XaibenchError(f"no results in {str(results_dir)!r}: run 'xaibench run --out {results_dir}' first")
+    """Summarise a results folder: its latest run and the mean ± std table of every suite in it."""
+    from .show import show as show_results
 
-
-def _print_summaries(results_dir: Path, suite: str | None) -> bool:
-    """Print the robustness and faithfulness summaries that exist; False if there are none."""
-    from .leaderboard.load import restore_labels
-    from .runner.results import has_table, read_manifest, read_results
-    from .summary import (
-        render_faithfulness,
-        render_summary,
-        summarize,
-        summarize_faithfulness,
-    )
-
-    printed = False
-    robustness = None
-    if has_table(results_dir, "robustness"):
-        robustness = restore_labels(results_dir, read_results(results_dir, suite, table="robustness"))
-        console.print(f"{len(robustness)} robustness rows in {results_dir}")
-        plugins = (read_manifest(results_dir) or {}).get("plugins")
-        render_summary(
-            summarize(robustness, plugins), console, title="Robustness: mean ± std over rows", plugins=plugins
-        )
-        printed = True
-    if has_table(results_dir, "faithfulness"):
-        frame = restore_labels(results_dir, read_results(results_dir, suite, table="faithfulness"))
-        console.print(f"{len(frame)} faithfulness rows in {results_dir}")
-        # The robustness rows carry the completeness gaps: under-converged pairs get no rank.
-        render_faithfulness(
-            summarize_faithfulness(frame, robustness), console, title="Faithfulness: mean ± std, rank per metric"
-        )
-        printed = True
-    return printed
+    show_results(results_dir, console)
 
 
 @app.command()
 def leaderboard(
     results_dirs: Annotated[list[Path], typer.Argument(help="Results folders written by 'xaibench run'; a suite found in several is merged.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the site: index.html and assets/.")] = Path("leaderboard"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the site: index.html and assets/; a new or empty folder, or one xaibench made (user files are never overwritten).")] = Path("leaderboard"),
     output_format: Annotated[str, typer.Option("--format", "-f", help="html (write a site to --out) | markdown (print the overview tables).")] = "html",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap confidence intervals.")] = 0,
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of the images per interval.")] = 2000,
@@ -277,6 +219,7 @@ def leaderboard(
         board = build_leaderboard(list(results_dirs), seed=seed, resamples=resamples)
         sys.stdout.write(render_markdown(board))
         return
+    _state["interrupted"] = f"{str(out)!r} was not changed (the site is built aside, then moved in)"
     with console.status("aggregating results and drawing figures…"):
         index = build_site(
             list(results_dirs), out, seed=seed, resamples=resamples, examples=examples, title=title
@@ -388,20 +331,86 @@ def train(
         for line in trained.report():
             console.print(line, markup=False, highlight=False)
 
+def _error(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message.replace('[', chr(92) + '[')}")
+
+
+def _interrupted() -> None:
+    err_console.print(f"[yellow]interrupted[/yellow]: {_state.get('interrupted', 'nothing was changed')}")
+    sys.exit(130)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings as one line each (``warning: …``), without the source line Python adds."""
+    text = str(message).removeprefix("xaibench: ")
+    err_console.print(f"[yellow]warning:[/yellow] {text.replace('[', chr(92) + '[')}", highlight=False)
+
+
+def _start(argv: list[str]) -> None:
+    """Import the heavy libraries and the plugins under a Ctrl-C handler of their own: an
+    interrupt while they load says one line and exits 130 (nothing was written yet), instead
+    of a traceback from inside torch, or torch swallowing it half-way through numpy's import."""
+    import os
+    import signal
+
+    if any(a in ("--help", "-h") for a in argv) or len(argv) < 2:
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        sys.stderr.write("interrupted while starting; nothing was changed\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    try:
+        previous = signal.signal(signal.SIGINT, stop)
+    except ValueError:  # not the main thread: nothing to guard
+        return
+    try:
+        import numpy  # noqa: F401  first: torch's start-up swallows an interrupt inside numpy's import
+        import torch  # noqa: F401
+
+        from . import load_builtins
+
+        load_builtins()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main() -> None:
+    import click
+
+    from .files import output_error
+
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
     warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
+    debug = "--debug" in sys.argv
+    _start(sys.argv)
+    if not debug:
+        warnings.showwarning = _show_warning
     try:
-        app()
-    except XaibenchError as exc:
-        if _state["debug"] or "--debug" in sys.argv:
-            raise
-        message = str(exc).replace("[", r"\[")
-        err_console.print(f"[red]error:[/red] {message}")
-        sys.exit(2)
+        # standalone_mode=False: typer would turn Ctrl-C into a silent exit 130 (click into
+        # "Aborted!") before this handler sees it; here it returns 130 instead.
+        code = app(standalone_mode=False)
+        if code == 130:
+            _interrupted()
+    except click.exceptions.Abort:
+        _interrupted()
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/yellow]: finished units are kept; re-run to resume")
-        sys.exit(130)
+        _interrupted()
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except XaibenchError as exc:
+        if _state["debug"] or debug:
+            raise
+        _error(str(exc))
+        sys.exit(2)
+    except OSError as exc:  # a file system that refuses a write, outside the runner's own checks
+        if _state["debug"] or debug:
+            raise
+        _error(str(output_error(exc, "the output")))
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -364,6 +364,9 @@ class Registry(Generic[T]):
         if self._entry_points_loaded and not force:
             return
         self._entry_points_loaded = True
+        from . import load_builtins
+
+        load_builtins()
         for entry_point in metadata.entry_points(group=self.group):
             before = set(self._plugins)
             try:

@@ -263,7 +263,11 @@ class Explainer:
       itself.
 
     Optional: a classmethod ``incompatibility(classifier) -> str | None`` (the planner skips
-    the model × explainer pair with that reason).
+    the model × explainer pair with that reason); a classmethod
+    ``memory_per_image(params, image_shape) -> (bytes, why) | None``: the memory the explainer
+    needs at once for one image (``params`` are its resolved parameters, ``image_shape`` is
+    C×H×W), so the planner refuses a setting that cannot fit on the device before any work
+    (``why`` names the parameters responsible).
     """
 
     name: ClassVar[str]
@@ -435,6 +439,11 @@ class Attack:
 
     def perturb(self, x01: Tensor, oracle: Oracle, context: AttackContext) -> AttackOutput:
         raise NotImplementedError  # pragma: no cover
+
+    def pool_note(self, pool_size: int) -> str | None:
+        """Optional: what the planner should tell the user about a pool of ``pool_size`` images
+        (e.g. that it holds fewer attack images than asked for); ``None``: nothing."""
+        return None
 
     def reference_point(self) -> dict[str, Any]:
         """The grid point faithfulness-on-attacked rows and examples use by default.

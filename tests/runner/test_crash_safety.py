@@ -4,6 +4,7 @@ Two runs writing into one folder at once never corrupt each other's files."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,9 +124,35 @@ def test_two_runs_into_one_folder_at_once(suite_and_reference: tuple[Path, pd.Da
     suite, reference = suite_and_reference
     out = tmp_path / "shared"
     first, second = start(suite, out), start(suite, out)
+    computed = 0
     for process in (first, second):
         output, _ = process.communicate(timeout=600)
         assert process.returncode == 0, output
+        computed += int(re.search(r"(\d+) units computed", output).group(1))
+    # Leases: a unit in progress in one run is skipped by the other, so none is computed twice.
+    assert computed == UNITS
     assert markers(out) == UNITS
+    assert not list((out / "_leases").glob("*.lock")), "every lease is released"
     assert_same_as_reference(out, reference)
     assert not [p for p in out.rglob(".*.tmp")], "no temporary files are left behind"
+
+
+def test_ctrl_c_exits_130_says_how_to_resume_and_resume_completes(
+    suite_and_reference: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    suite, reference = suite_and_reference
+    out = tmp_path / "out"
+    process = start(suite, out)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and markers(out) < 1:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "re-run the same command to resume" in output, output
+    assert "Traceback" not in output and "Aborted" not in output
+    resumed = start(suite, out)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert_same_as_reference(out, reference)

@@ -112,6 +112,17 @@ class InjectionGridAttack(Attack):
     def grid(self) -> list[dict[str, Any]]:
         return [{"alpha": alpha, "topk": topk} for alpha in self.alphas for topk in self.topks]
 
+    def pool_note(self, pool_size: int) -> str | None:
+        """Said at plan time when the pool cannot give every original ``n_attack_images`` images."""
+        usable = max(pool_size - self.first_attack_image, 0)
+        if self.n_attack_images < usable:
+            return None
+        return (
+            f"n_attack_images = {self.n_attack_images}, but the pool holds {pool_size} images, so each original "
+            f"gets at most {usable} attack images (one fewer where the original itself is in the pool; "
+            "each row records its attack_image_id)"
+        )
+
     def _sources(
         self, x01: Tensor, images: AttackImages, ranks: Tensor, context: AttackContext
     ) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract

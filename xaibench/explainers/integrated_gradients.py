@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from captum.attr import IntegratedGradients
@@ -73,6 +74,14 @@ class IntegratedGradientsExplainer(Explainer):
         self.internal_batch_size = None if internal_batch_size is None else int(internal_batch_size)
         self._ig = IntegratedGradients(classifier, multiply_by_inputs=True)
         self._baseline_logits: dict[tuple, Tensor] = {}
+
+    @classmethod
+    def memory_per_image(cls, params: dict[str, Any], image_shape: Sequence[int]) -> tuple[int, str]:
+        """Captum lists all ``n_steps`` step sizes and α as Python floats (~64 bytes per step);
+        Gauss–Legendre finds its nodes as the eigenvalues of an ``n_steps × n_steps`` matrix."""
+        steps, method = int(params["n_steps"]), params.get("method", "gausslegendre")
+        need = 64 * steps + (16 * steps * steps if method == "gausslegendre" else 0)
+        return need, f"n_steps = {steps} with method {method!r}"
 
     def rows_per_call(self, batch: int) -> int:
         """The ``internal_batch_size`` handed to Captum for a batch of ``batch`` images."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from captum.attr import Saliency
@@ -77,6 +78,13 @@ class SmoothGradExplainer(Explainer):
         self.nt_type = nt_type
         self.samples_per_call = min(self.nt_samples, int(nt_samples_batch_size or self.nt_samples))
         self._saliency = Saliency(classifier)
+
+    @classmethod
+    def memory_per_image(cls, params: dict[str, Any], image_shape: Sequence[int]) -> tuple[int, str]:
+        """The noise of all ``nt_samples`` draws and the noisy copies exist at once (float32)."""
+        samples = int(params["nt_samples"])
+        size = 4 * math.prod(image_shape)
+        return 2 * samples * size, f"nt_samples = {samples} noisy copies of a {'×'.join(map(str, image_shape))} image"
 
     def noise(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
         """The noise for each image, ``N × nt_samples × C × H × W``, on the CPU."""

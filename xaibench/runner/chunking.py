@@ -187,13 +187,17 @@ class TuningCache:
 
     def _read(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}  # damaged: measured again and rewritten
 
     def get(self, key: str) -> int | None:
         entry = self._read().get(key)
-        return int(entry["chunk_size"]) if entry else None
+        try:
+            return int(entry["chunk_size"]) if entry else None
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def put(self, key: str, size: int, timings: dict[int, float], label: str) -> None:
         data = self._read()

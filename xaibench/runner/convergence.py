@@ -107,8 +107,8 @@ def choose_cached(
         try:
             stored = json.loads(path.read_text())
             return stored["params"], stored["record"]
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: measure again
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable or damaged: measure again (and overwrite it)
     chosen, record = choose(classifier, name, params, gate, x01, precision=precision)
     write_json(path, {"params": chosen, "record": record})
     return chosen, record

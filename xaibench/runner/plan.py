@@ -10,6 +10,7 @@ convergence choices. A Ray task receives one ``WorkUnit`` and loads only its own
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ from ..errors import ConfigError, ResourceUnavailableError, XaibenchError
 from ..hashing import stable_hash
 from . import provenance, results
 from .convergence import converge
+from .memory_check import check_memory
+from .out_folder import prepare_out
 from .resources import Resources, shared_resources
+from .resume_check import incomplete_reason, quarantine
 from .suite import PluginSpec, Suite
 
 # 3: labels and ``attack_name`` as columns in every part, examples and attacked faithfulness
@@ -48,7 +52,7 @@ class WorkUnit:
 class UnitStatus:
     """What happened to a unit in this run (the manifest lists it)."""
 
-    state: str = "pending"  # pending | done | existing | incompatible | failed
+    state: str = "pending"  # pending | done | existing | incompatible | failed | incomplete | leased
     reason: str = ""
     rows: int = 0
     wall_s: float = 0.0
@@ -218,8 +222,11 @@ def _model_units(suite: Suite, out: Path, res: Resources, model: PluginSpec, plu
     ids = res.dataset(model).ids
     originals = res.originals(model)
     units = []
+    dataset = res.dataset(model)
+    shape = (dataset.channels, *dataset.input_size)
     for index, spec in enumerate(suite.explainers):
         params = explainer_params(spec, suite.seed)
+        check_memory(spec, params, shape, res.device, suite, index)
         reason = _check_explainer(spec, params, res.classifier(model), suite, index)
         if not reason and spec.max_completeness_gap is not None:
             params, record = converge(res, model, spec, params, suite, out, RESULTS_FORMAT)
@@ -241,13 +248,47 @@ def _model_units(suite: Suite, out: Path, res: Resources, model: PluginSpec, plu
     return units
 
 
+def pool_notes(suite: Suite, res: Resources, loaded: list[PluginSpec]) -> list[str]:
+    """What the run uses where it differs from what the suite asked for: fewer classes than
+    ``n_classes``, and what the attacks say about each model's pool (fewer attack images)."""
+    notes = []
+    for model in loaded:
+        classes = res.dataset(model).num_classes
+        if suite.n_classes is not None and classes < suite.n_classes:
+            notes.append(
+                f"n_classes = {suite.n_classes}, but the dataset of {model.label} has {classes} classes: "
+                f"{len(res.originals(model))} originals are used"
+            )
+        for spec, attack in zip(suite.attacks, res.attacks(), strict=True):
+            note = attack.pool_note(len(res.pool(model))) if callable(getattr(attack, "pool_note", None)) else None
+            if note:
+                notes.append(f"{spec.label} on {model.label}: {note}")
+    return notes
+
+
+def _resume_status(unit: WorkUnit, out: Path, stamp: str, notes: list[str]) -> UnitStatus:
+    """A unit with a marker is resumed only when its parts are all there and readable."""
+    reason = incomplete_reason(out, unit.unit_id)
+    if not reason:
+        return UnitStatus("existing", "already complete (resumed)")
+    moved = quarantine(out, unit.unit_id, stamp)
+    notes.append(
+        f"unit {unit.unit_id} ({unit.model.label} × {unit.explainer.label}) is recomputed: {reason}"
+        + (f"; its files were moved to {out / '_quarantine' / stamp}" if moved else "")
+    )
+    return UnitStatus(reason=f"recomputed: {reason}")
+
+
 def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
     """Load every model and dataset, sample the originals, list the units.
 
-    Everything that can be missing (hub weights, ImageNet) is checked here, all at once, before
-    any attribution is computed: the error lists every missing piece.
+    Everything that can be missing (hub weights, ImageNet, a writable results folder) is
+    checked here, all at once, before any attribution is computed: the error lists every
+    missing piece. A unit whose marker exists but whose parts are missing or damaged is
+    recomputed (``resume_check.py``).
     """
     out = Path(out)
+    prepare_out(out)
     res = shared_resources(suite, out, str(resolve_device(device or suite.device)))
     loaded = _load_models(suite, res)
     plugins = plugin_records(suite, res)
@@ -255,15 +296,17 @@ def build_plan(suite: Suite, out: Path, *, device: str | None = None) -> Plan:
     convergence: list[dict[str, Any]] = []
     for model in loaded:
         units.extend(_model_units(suite, out, res, model, plugins, convergence))
+    notes = pool_notes(suite, res, loaded)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     status = {}
     for unit in units:
         if unit.incompatible:
             status[unit.unit_id] = UnitStatus("incompatible", unit.incompatible)
         elif unit.marker(out).exists():
-            status[unit.unit_id] = UnitStatus("existing", "already complete (resumed)")
+            status[unit.unit_id] = _resume_status(unit, out, stamp, notes)
         else:
             status[unit.unit_id] = UnitStatus()
     models = {
         m.label: {"provenance": res.classifier(m).provenance(), "originals": len(res.originals(m))} for m in loaded
     }
-    return Plan(suite, out, str(res.device), units, status, plugins, models, convergence)
+    return Plan(suite, out, str(res.device), units, status, plugins, models, convergence, notes)

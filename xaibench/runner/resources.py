@@ -10,6 +10,8 @@ and only the models of the units it runs.
 from __future__ import annotations
 
 import io
+import warnings
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -184,12 +186,25 @@ class Resources:
 
 
 def _read_pool_cache(path: Path) -> tuple[list[str], Tensor, Tensor] | None:
+    """The cached pool, or ``None`` (a miss): a damaged cache file is removed and recomputed."""
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as stored:
-        if "labels" not in stored.files:
-            return None
-        return [str(i) for i in stored["ids"]], torch.from_numpy(stored["probs"]), torch.from_numpy(stored["labels"]).long()
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if not {"ids", "probs", "labels"} <= set(stored.files):
+                return None
+            ids, probs, labels = [str(i) for i in stored["ids"]], stored["probs"], stored["labels"]
+            if probs.ndim != 2 or len(ids) != probs.shape[0] or labels.shape != (len(ids),):
+                raise ValueError(f"inconsistent shapes {probs.shape}, {labels.shape} for {len(ids)} ids")
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        warnings.warn(
+            f"xaibench: the cache file {path} is damaged ({type(exc).__name__}: {exc}); removed, recomputing it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        path.unlink(missing_ok=True)
+        return None
+    return ids, torch.from_numpy(probs), torch.from_numpy(labels).long()
 
 
 def _compute_pool(dataset: Any, rows: list[int], probabilities: Any) -> tuple[list[str], Tensor, Tensor]:

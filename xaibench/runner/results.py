@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,59 @@ def read_results(
             f"no {table} results in {str(folder)!r}: expected {table}/…/part-*.parquet files "
             "written by 'xaibench run'"
         )
-    schemas = {f: pq.read_schema(f) for f in files}
+    schemas = _schemas(files)
+    if not schemas:
+        raise XaibenchError(
+            f"no readable {table} results in {str(folder)!r}: every part file is damaged; re-run "
+            "'xaibench run' with the same suite and --out to recompute them"
+        )
+    try:
+        return _read_files(list(schemas), schemas, folder / table)
+    except (pa.ArrowException, OSError):  # a part whose footer reads but whose data does not
+        readable = {f: s for f, s in schemas.items() if _fully_readable(f)}
+        return _read_files(list(readable), readable, folder / table)
+
+
+class UnreadablePartWarning(RuntimeWarning):
+    """A part file that is not readable Parquet (truncated, damaged): its rows are left out."""
+
+
+def _warn_unreadable(path: Path, exc: BaseException) -> None:
+    warnings.warn(
+        f"left out the unreadable results file {path} ({type(exc).__name__}: {exc}); re-run 'xaibench run' "
+        "with the same suite and --out: resume recomputes its unit",
+        UnreadablePartWarning,
+        stacklevel=4,
+    )
+
+
+def _schemas(files: list[Path]) -> dict[Path, pa.Schema]:
+    schemas = {}
+    for path in files:
+        try:
+            schemas[path] = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as exc:
+            _warn_unreadable(path, exc)
+    return schemas
+
+
+def _fully_readable(path: Path) -> bool:
+    try:
+        pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        _warn_unreadable(path, exc)
+        return False
+    return True
+
+
+def _read_files(files: list[Path], schemas: dict[Path, pa.Schema], base: Path) -> pd.DataFrame:
     labelled = [f for f in files if set(PARTITION_KEYS) <= set(schemas[f].names)]
     older = [f for f in files if f not in set(labelled)]
     frames = [_read_labelled(labelled, schemas)] if labelled else []
     if older:
-        frames.append(_read_partitioned(older, schemas, folder / table))
+        frames.append(_read_partitioned(older, schemas, base))
+    if not frames:
+        return pd.DataFrame()
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
@@ -116,7 +164,18 @@ def _read_partitioned(files: list[Path], schemas: dict[Path, pa.Schema], base: P
 
 
 def read_manifest(results_dir: str | Path) -> dict[str, Any] | None:
+    """The folder's ``manifest.json``; ``None`` if there is none; a clear error if it is damaged."""
     path = Path(results_dir) / "manifest.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise XaibenchError(
+            f"{path} is not a readable manifest ({exc}); the results themselves are the Parquet parts: "
+            f"re-running 'xaibench run' with the same suite and --out {results_dir} rewrites the manifest "
+            "without recomputing finished units"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise XaibenchError(f"{path} is not a manifest (expected a JSON object, got {type(manifest).__name__})")
+    return manifest

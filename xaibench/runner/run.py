@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from ..files import write_json
+from ..errors import OutputError
+from ..files import output_error, write_json
 from .executors import Executor, executor_for
 from .plan import RESULTS_FORMAT, Plan, WorkUnit
 from .provenance import environment
@@ -27,6 +28,8 @@ class RunReport:
     units_existing: int
     units_incompatible: int
     units_failed: int
+    units_incomplete: int  # rows written, but some images unreadable: no marker, recomputed next run
+    units_leased: int  # in progress in another run (its lease is live): skipped
     rows_written: int  # robustness + faithfulness rows (examples not counted)
     rows_by_table: dict[str, int]
     wall_s: float
@@ -75,6 +78,7 @@ class Manifest:
             "skipped_images": self._skipped_images(),
             "chunk_sizes": self.res.chunk_sizes.record(),
             "convergence": plan.convergence,
+            "notes": plan.notes,
             "units": plan.unit_records(),
         }
 
@@ -83,8 +87,11 @@ class Manifest:
         if finished:
             manifest["finished"] = datetime.now(UTC).isoformat()
             manifest["wall_s"] = round(time.perf_counter() - self.started, 3)
-        write_json(self.plan.out / "manifest.json", manifest)
-        write_json(self.plan.out / "runs" / f"{self.run_id}.json", manifest)
+        try:
+            write_json(self.plan.out / "manifest.json", manifest)
+            write_json(self.plan.out / "runs" / f"{self.run_id}.json", manifest)
+        except OSError as exc:
+            raise output_error(exc, "the results folder", self.plan.out) from None
         return manifest
 
 
@@ -100,7 +107,6 @@ def run_plan(
     parts and marker; the manifest is kept current after each unit."""
     run_id = run_id or new_run_id()
     runner = executor_for(executor, address)
-    plan.out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(plan, run_id)
     manifest.save()
     pending = plan.pending()
@@ -125,7 +131,14 @@ def run_plan(
             progress(unit, index, len(pending))
 
     started = time.perf_counter()
-    runner.run(plan, pending, run_id, finished)
+    try:
+        runner.run(plan, pending, run_id, finished)
+    except OutputError:
+        try:  # keep the record of the units that did finish, if anything can still be written
+            manifest.save(finished=True)
+        except OutputError:
+            pass
+        raise
     record = manifest.save(finished=True)
     return RunReport(
         run_id=run_id,
@@ -134,6 +147,8 @@ def run_plan(
         units_existing=plan.count("existing"),
         units_incompatible=plan.count("incompatible"),
         units_failed=plan.count("failed"),
+        units_incomplete=plan.count("incomplete"),
+        units_leased=plan.count("leased"),
         rows_written=totals["rows"],
         rows_by_table=totals["by_table"],
         wall_s=time.perf_counter() - started,

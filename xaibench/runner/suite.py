@@ -29,6 +29,7 @@ from .suite_entries import (
     construct,
     integer,
     plugin_specs,
+    seed_value,
     sweep_specs,
 )
 from .suite_spec import DATASET_RESERVED, SUITE_KEYS, TOP_LEVEL, PluginSpec, Suite
@@ -45,6 +46,11 @@ def resolve_suite_path(name_or_path: str) -> tuple[str, str]:
     """Return (display source, TOML text) for a built-in suite name or a file path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise ConfigError(
+                f"suite {name_or_path!r} is a folder; pass a .toml file (e.g. {name_or_path.rstrip('/')}/suite.toml) "
+                "or a built-in suite name"
+            )
         if not path.is_file():
             raise ConfigError(f"suite file {name_or_path!r} does not exist")
         return str(path), path.read_text(encoding="utf-8")
@@ -100,22 +106,30 @@ def _head(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> dict[
     if not isinstance(head, dict):
         raise ConfigError("expected a table", file=source, key="suite")
     check_keys(head, SUITE_KEYS, source, "suite")
-    head = {**head, **{k: v for k, v in overrides.items() if k in SUITE_KEYS and v is not None}}
+    given = {k: v for k, v in overrides.items() if k in SUITE_KEYS and v is not None}
+    head = {**head, **given}
+
+    def where(key: str) -> tuple[str, str | None]:
+        """An overridden setting is blamed on its flag, not on the suite file."""
+        return (f"--{key.replace('_', '-')}", None) if key in given else (source, f"suite.{key}")
+
+    def blame(key: str) -> dict[str, str | None]:
+        file, at = where(key)
+        return {"file": file, "key": at}
+
     name = head.get("name") or Path(source).stem
     if not isinstance(name, str) or not name or "/" in name or "=" in name:
         raise ConfigError(f"expected a plain name, got {name!r}", file=source, key="suite.name")
-    seed = head.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"expected an integer, got {seed!r}", file=source, key="suite.seed")
+    seed = seed_value(head.get("seed", 0), *where("seed"))
     device = head.get("device", "auto")
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ConfigError(f"expected 'auto', 'cpu' or 'cuda', got {device!r}", file=source, key="suite.device")
+        raise ConfigError(f"expected 'auto', 'cpu' or 'cuda', got {device!r}", **blame("device"))
     batch_size: int | str = head.get("batch_size", "auto")
     if batch_size != "auto":
-        batch_size = integer(batch_size, source, "suite.batch_size")  # type: ignore[assignment]
+        batch_size = integer(batch_size, *where("batch_size"))  # type: ignore[assignment]
     precision = head.get("precision", "fp32")
     if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"expected 'fp32' or 'bf16', got {precision!r}", file=source, key="suite.precision")
+        raise ConfigError(f"expected 'fp32' or 'bf16', got {precision!r}", **blame("precision"))
     on_attacked = head.get("faithfulness_on_attacked", "reference")
     if on_attacked not in ("reference", "all", "none"):
         raise ConfigError(
@@ -155,7 +169,7 @@ def _dataset(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> di
     params = registry.datasets.coerce_params(name, params, where="dataset")
     limit = integer(table.get("limit"), source, "dataset.limit", allow_none=True)
     if overrides.get("limit") is not None:
-        limit = integer(overrides["limit"], "--limit", "limit")
+        limit = integer(overrides["limit"], "--limit", None)
     return {
         "dataset": PluginSpec("datasets", name, params, name),
         "n_classes": integer(table.get("n_classes"), source, "dataset.n_classes", allow_none=True),

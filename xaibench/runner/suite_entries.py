@@ -27,7 +27,18 @@ def check_keys(table: dict[str, Any], allowed: dict[str, str], source: str, wher
             raise ConfigError(f"unknown key {key!r}.{hint} Expected: {expected}.", file=source, key=where)
 
 
-def integer(value: Any, source: str, key: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+#: Seeds reach ``torch.Generator.manual_seed``, which takes at most 64 bits; the derived per-image
+#: seeds add to them, so a suite seed stays below 2**63.
+SEED_LIMIT = 2**63
+
+
+def seed_value(value: Any, source: str, key: str | None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"expected an integer in [0, 2**63), got {value!r}", file=source, key=key)
+    return value
+
+
+def integer(value: Any, source: str, key: str | None, *, minimum: int = 1, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -50,6 +61,15 @@ def plugin_specs(
         if not isinstance(entry, dict) or "name" not in entry:
             raise ConfigError("expected a table with a 'name' key", file=source, key=where)
         name = entry["name"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError(
+                f"expected the name of a registered plugin as a string, got {name!r} "
+                f"(see 'xaibench list {kind}')",
+                file=source,
+                key=f"{where}.name",
+            )
+        if "label" in entry and (not isinstance(entry["label"], str) or not entry["label"]):
+            raise ConfigError(f"expected a non-empty string, got {entry['label']!r}", file=source, key=f"{where}.label")
         try:
             canonical = reg.resolve(name)
         except UnknownPluginError as exc:

@@ -118,12 +118,23 @@ def _attack(run: UnitRun) -> None:
         attack_unit(run, spec, attack, oracle, context)
 
 
-def run_unit(unit: WorkUnit, res: Resources, plugins: dict[str, Any], run_id: str) -> dict[str, pa.Table]:
+@dataclass
+class UnitOutput:
+    """A unit's tables, and the ids of its images that could not be read (then it is incomplete)."""
+
+    tables: dict[str, pa.Table]
+    unread: list[str]
+    images_read: int
+
+
+def run_unit(unit: WorkUnit, res: Resources, plugins: dict[str, Any], run_id: str) -> UnitOutput:
     """Compute one unit: robustness, faithfulness and sensitivity rows and examples."""
     started = time.perf_counter()
     run = _start(unit, res, plugins)
     if run is None:
-        return {}
+        return UnitOutput({}, list(unit.image_ids), 0)
+    read = set(run.batch.ids)
+    unread = [image_id for image_id in unit.image_ids if image_id not in read]
     if run.suite.batch_size == "auto":
         _tune(run)
     _explain_originals(run)
@@ -137,4 +148,4 @@ def run_unit(unit: WorkUnit, res: Resources, plugins: dict[str, Any], run_id: st
         unit, run.suite, run.access.classifier, run.access, res.device, run_id, time.perf_counter() - started
     )
     labels = {"suite": run.suite.name, "model": unit.model.label, "explainer": unit.explainer.label}
-    return run.tables.arrow(shared, labels)
+    return UnitOutput(run.tables.arrow(shared, labels), unread, len(run.batch.ids))

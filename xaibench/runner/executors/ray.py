@@ -29,6 +29,33 @@ def run_remote_unit(suite: Any, out: str, device: str, unit: WorkUnit, plugins: 
     return outcome
 
 
+def check_address(address: str, *, timeout_s: float = 5.0) -> None:
+    """A malformed or unreachable ``--address`` is refused in one line, before anything is loaded.
+
+    ``auto`` (the cluster Ray finds on this machine) is left to Ray; ``[ray://]host:port`` must
+    parse and accept a TCP connection within ``timeout_s``.
+    """
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise XaibenchError(
+            f"malformed Ray address {address!r}: expected host:port (e.g. 10.0.0.5:6379), "
+            "ray://host:10001 or auto; omit --address to start a local cluster"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise XaibenchError(
+            f"cannot reach a Ray cluster at {address!r} ({exc.strerror or type(exc).__name__}); is it "
+            "running ('ray status' on the head node)? omit --address to start a local cluster"
+        ) from None
+
+
 class RayExecutor:
     def __init__(self, address: str | None = None):
         self.address = address
@@ -46,7 +73,12 @@ class RayExecutor:
         ray = self._ray()
         started_here = False
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            if self.address is not None:
+                check_address(self.address)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+                raise XaibenchError(f"cannot start or join the Ray cluster ({type(exc).__name__}: {exc})") from None
             started_here = True
         try:
             options: dict[str, Any] = {"max_retries": 2}
