@@ -98,21 +98,6 @@ def test_suites_from_two_folders_are_merged(site: Path, two_runs: tuple[Path, Pa
     assert "No examples were stored" in html  # the third folder has no examples table
 
 
-def test_rebuild_removes_stale_assets(two_runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    """A rebuild removes the figures an earlier build wrote and no longer uses; the user's files stay."""
-    out = tmp_path / "site"
-    build_site(list(two_runs), out, resamples=50)  # both suites
-    first = {p.name for p in (out / "assets").iterdir()}
-    (out / "assets" / "stale-00000000.svg").write_text("<svg/>")  # added by the user: kept
-    (out / "assets" / "notes.txt").write_text("not ours")
-    build_site([two_runs[2]], out, resamples=50)  # only the "older" suite
-    after = {p.name for p in (out / "assets").iterdir()}
-    build_site([two_runs[2]], tmp_path / "fresh", resamples=50)
-    expected = {p.name for p in (tmp_path / "fresh" / "assets").iterdir()}
-    assert expected and expected < first
-    assert after == expected | {"stale-00000000.svg", "notes.txt"}
-
-
 def test_same_folder_twice_counts_each_unit_once(two_runs: tuple[Path, Path, Path]) -> None:
     once = load_results([two_runs[0]])[0]
     twice = load_results([two_runs[0], two_runs[0]])[0]

@@ -137,14 +137,15 @@ def test_two_runs_into_one_folder_at_once(suite_and_reference: tuple[Path, pd.Da
     assert not [p for p in out.rglob(".*.tmp")], "no temporary files are left behind"
 
 
-def test_ctrl_c_exits_130_says_how_to_resume_and_resume_completes(
-    suite_and_reference: tuple[Path, pd.DataFrame], tmp_path: Path
-) -> None:
-    suite, reference = suite_and_reference
+def test_ctrl_c_exits_130_says_how_to_resume_and_resume_completes(tmp_path: Path) -> None:
+    # Slower integrated-gradients units (they come after the four saliency units), so the
+    # interrupt lands in the middle of one rather than after the run ended.
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.replace("n_steps = 8", "n_steps = 64"))
     out = tmp_path / "out"
     process = start(suite, out)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None and markers(out) < 1:
+    while time.monotonic() < deadline and process.poll() is None and markers(out) < 4:
         time.sleep(0.02)
     assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(signal.SIGINT)
@@ -152,7 +153,11 @@ def test_ctrl_c_exits_130_says_how_to_resume_and_resume_completes(
     assert process.returncode == 130, output
     assert "interrupted" in output and "re-run the same command to resume" in output, output
     assert "Traceback" not in output and "Aborted" not in output
+    kept = markers(out)
+    assert 4 <= kept < UNITS
     resumed = start(suite, out)
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
-    assert_same_as_reference(out, reference)
+    assert f"{kept} resumed" in output
+    rows = read_results(out)
+    assert markers(out) == UNITS and len(rows) == len(rows.drop_duplicates(KEY)) == 64

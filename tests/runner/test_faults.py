@@ -325,10 +325,12 @@ def test_more_attack_images_than_the_pool_holds_is_said(tmp_path: Path, capsys: 
 
 
 def test_more_classes_than_the_dataset_has_is_said(tmp_path: Path) -> None:
-    suite = write_suite(tmp_path, SUITE.replace("limit = 2", "n_classes = 1000000\nlimit = 2"))
+    suite = write_suite(tmp_path, SUITE.replace("limit = 2", "n_classes = 1000000"))
     plan = build_plan(load_suite(str(suite)), tmp_path / "out")
     (note,) = [n for n in plan.notes if "n_classes" in n]
-    assert "1000000" in note and "has 10 classes" in note and "2 originals" in note
+    assert "1000000" in note and "has 10 classes" in note and "10 originals" in note
+    capped = write_suite(tmp_path, SUITE.replace("limit = 2", "n_classes = 1000000\nlimit = 2"))
+    assert not build_plan(load_suite(str(capped)), tmp_path / "out2").notes  # --limit asked for 2
 
 
 def test_manifest_records_every_unit_state(finished: tuple[Path, Path, pd.DataFrame]) -> None:

@@ -253,11 +253,14 @@ def pool_notes(suite: Suite, res: Resources, loaded: list[PluginSpec]) -> list[s
     ``n_classes``, and what the attacks say about each model's pool (fewer attack images)."""
     notes = []
     for model in loaded:
-        classes = res.dataset(model).num_classes
-        if suite.n_classes is not None and classes < suite.n_classes:
+        asked = None if suite.n_classes is None else suite.n_classes * suite.per_class
+        if asked is not None and suite.limit is not None:
+            asked = min(asked, suite.limit)
+        got = len(res.originals(model))
+        if asked is not None and got < asked:
             notes.append(
-                f"n_classes = {suite.n_classes}, but the dataset of {model.label} has {classes} classes: "
-                f"{len(res.originals(model))} originals are used"
+                f"n_classes = {suite.n_classes}, but the dataset of {model.label} has "
+                f"{res.dataset(model).num_classes} classes: {got} originals are used"
             )
         for spec, attack in zip(suite.attacks, res.attacks(), strict=True):
             note = attack.pool_note(len(res.pool(model))) if callable(getattr(attack, "pool_note", None)) else None
