@@ -31,6 +31,10 @@ def builtin_names():
     modules register at import (a test-only attack, a function explainer)."""
 
     def names(registry) -> list[str]:
-        return [n for n in registry.names() if registry.get(n).__module__.startswith("xaibench.")]
+        # Provided families (captum.*, quantus.*) live in xaibench modules but come from another library.
+        return [
+            n for n in registry.names()
+            if registry.get(n).__module__.startswith("xaibench.") and registry.origin(n) == "xaibench"
+        ]
 
     return names

@@ -325,6 +325,7 @@ class Registry(Generic[T]):
         self._origins: dict[str, str | None] = {}
         self._entry_points_loaded = False
         self.failed: dict[str, str] = {}
+        self._providers: list[Any] = []  # providers.Provider: families named <prefix><Name>
 
     @property
     def singular(self) -> str:
@@ -357,6 +358,25 @@ class Registry(Generic[T]):
 
     def add(self, name: str, plugin: T, *, origin: str | None = None) -> None:
         self.register(name, origin=origin)(plugin)
+
+    def add_provider(self, provider: Any) -> None:
+        """A family of plugins another library defines (``providers.Provider``), built on first use."""
+        self._providers.append(provider)
+
+    def provided_names(self, pattern: str = "*") -> list[str]:
+        """The names the providers offer (their libraries imported to list them), not yet registered."""
+        self.load_entry_points()
+        offered = [n for p in self._providers if _may_match(p.prefix, pattern) for n in p.names()]
+        return sorted(n for n in offered if n not in self._plugins and fnmatch.fnmatch(n, pattern))
+
+    def _provide(self, name: str) -> bool:
+        for provider in self._providers:
+            if provider.owns(name):
+                plugin = provider.plugin(name)
+                if plugin is not None:
+                    self.register(name, origin=provider.distribution)(plugin)
+                    return True
+        return False
 
     # -- discovery ----------------------------------------------------------------------
     def load_entry_points(self, *, force: bool = False) -> None:
@@ -399,11 +419,16 @@ class Registry(Generic[T]):
             return name
         if name in self._aliases:
             return self._aliases[name]
+        if isinstance(name, str) and self._provide(name):
+            return name
         raise UnknownPluginError(self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
         known = self.names()
         close = closest(name, known + list(self._aliases))
+        if not close and isinstance(name, str) and "." not in name:  # another library's name, unprefixed?
+            offered = {n.split(".", 1)[1]: n for p in self._providers for n in p.names()}
+            close = offered.get(name) or offered.get(closest(name, list(offered)) or "")
         hint = f" Did you mean {close!r}?" if close else ""
         failed = ""
         if name in self.failed:
@@ -576,6 +601,13 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "attacks": attacks,
     "metrics": metrics,
 }
+
+
+def _may_match(prefix: str, pattern: str) -> bool:
+    """Whether names starting with ``prefix`` can match the glob (so listing need not import
+    a provider's library for a pattern such as ``"*grad*"`` that starts elsewhere)."""
+    head = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+    return prefix.startswith(head) or head.startswith(prefix)
 
 
 def registry_for(kind: str) -> Registry[Any]:
