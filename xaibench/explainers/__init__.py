@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from ..function_explainer import function_explainer
+from . import cam  # noqa: F401  (registers grad_cam, grad_cam_plus_plus, score_cam)
 from .agi import AGIExplainer
 from .attexplore import AttExploreExplainer
+from .captum_methods import CaptumExplainer  # registers the captum.<Name> provider
 from .deeplift_rules import register_elementwise_rules
 from .deeplift_shap import DeepLiftShapExplainer
 from .gradient_variants import (
@@ -20,6 +22,7 @@ from .smoothgrad import SmoothGradExplainer
 __all__ = [
     "AGIExplainer",
     "AttExploreExplainer",
+    "CaptumExplainer",
     "DeepLiftShapExplainer",
     "InputXGradientExplainer",
     "InputXSmoothGradExplainer",
