@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import faithfulness, robustness  # noqa: F401  (registration side effects)
+from . import faithfulness, quantus_metrics, robustness  # noqa: F401  (registration; quantus.* provider)
 from .faithfulness import (
     INFD_PERTURBATIONS,
     YEH_SQUARE_SIZES,
