@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned to the build this machine serves; the rest then finds it satisfied.
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps grad-cam==1.5.7 ttach==0.0.3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -23,4 +23,15 @@ def load_builtins() -> None:
     from . import attacks, datasets, explainers, metrics, models, training  # noqa: F401
 
 
-__all__ = ["ConfigError", "ResourceUnavailableError", "XaibenchError", "registry", "__version__"]
+_API = ("Results", "evaluate", "list_plugins", "load", "run")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - the Python API, imported on first use (import stays light)
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'xaibench' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "ResourceUnavailableError", "XaibenchError", "registry", "__version__", *_API]

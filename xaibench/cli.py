@@ -149,8 +149,11 @@ def _report_run(report, out: Path, suite_name: str) -> None:  # noqa: ANN001
 @app.command("list")
 def list_plugins(
     kind: Annotated[str | None, typer.Argument(help="models | datasets | explainers | attacks | metrics | suites")] = None,
+    pattern: Annotated[str, typer.Argument(help="Only names matching this glob, e.g. 'captum.*' or '*grad*'.")] = "*",
 ) -> None:
     """List every registered plugin: title, summary, origin, capabilities and typed parameters."""
+    import fnmatch
+
     from rich.markup import escape
 
     from .listing import plugin_traits
@@ -161,12 +164,17 @@ def list_plugins(
         if name.rstrip("s") == "suite":
             console.print("[bold]suites[/bold]")
             for suite in builtin_suites():
-                console.print(f"  {suite}")
+                if fnmatch.fnmatch(suite, pattern):
+                    console.print(f"  {suite}")
             continue
         reg = registry.registry_for(name)
         console.print(f"[bold]{reg.kind}[/bold]")
-        for plugin in reg.names():
-            cls = reg.get(plugin)
+        for plugin in [*reg.names(pattern), *reg.provided_names(pattern)]:  # provided: captum.*, quantus.*
+            try:
+                cls = reg.get(plugin)
+            except XaibenchError as exc:
+                console.print(f"  [red]{escape(plugin)}[/red]: {escape(str(exc))}")
+                continue
             title = getattr(cls, "title", "")
             head = f"  [cyan]{escape(plugin)}[/cyan]"
             if title and title != plugin:
@@ -340,53 +348,18 @@ def _interrupted() -> None:
     sys.exit(130)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """Warnings as one line each (``warning: …``), without the source line Python adds."""
-    text = str(message).removeprefix("xaibench: ")
-    err_console.print(f"[yellow]warning:[/yellow] {text.replace('[', chr(92) + '[')}", highlight=False)
-
-
-def _start(argv: list[str]) -> None:
-    """Import the heavy libraries and the plugins under a Ctrl-C handler of their own: an
-    interrupt while they load says one line and exits 130 (nothing was written yet), instead
-    of a traceback from inside torch, or torch swallowing it half-way through numpy's import."""
-    import os
-    import signal
-
-    if any(a in ("--help", "-h") for a in argv) or len(argv) < 2:
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        sys.stderr.write("interrupted while starting; nothing was changed\n")
-        sys.stderr.flush()
-        os._exit(130)
-
-    try:
-        previous = signal.signal(signal.SIGINT, stop)
-    except ValueError:  # not the main thread: nothing to guard
-        return
-    try:
-        import numpy  # noqa: F401  first: torch's start-up swallows an interrupt inside numpy's import
-        import torch  # noqa: F401
-
-        from . import load_builtins
-
-        load_builtins()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def main() -> None:
     import click
 
+    from .cli_start import one_line_warning, start_guarded
     from .files import output_error
 
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
     warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
     debug = "--debug" in sys.argv
-    _start(sys.argv)
+    start_guarded(sys.argv)
     if not debug:
-        warnings.showwarning = _show_warning
+        warnings.showwarning = one_line_warning(err_console)
     try:
         # standalone_mode=False: typer would turn Ctrl-C into a silent exit 130 (click into
         # "Aborted!") before this handler sees it; here it returns 130 instead.

@@ -74,7 +74,7 @@ def code_sha256(plugin: Any) -> str:
     """SHA-256 of the source file that defines ``plugin`` ("" when it has none, e.g. a REPL)."""
     try:
         source = inspect.getsourcefile(plugin)
-    except TypeError:
+    except (TypeError, OSError):  # a class or function defined in a notebook or REPL
         source = None
     if not source or not Path(source).is_file():
         return ""
