@@ -46,3 +46,12 @@ def test_the_installed_wheel_runs_without_the_checkout(wheel: Path, tmp_path: Pa
     listed = subprocess.run([sys.executable, "-m", "xaibench.cli", "list", "suites"], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert listed.returncode == 0 and "digits-fragility" in listed.stdout, listed.stderr
+    suite = tmp_path / "tiny.toml"  # a whole run from the installed wheel (its suites, its CLI)
+    suite.write_text(
+        "[suite]\nname = 'tiny'\ndevice = 'cpu'\n[dataset]\nname = 'digits'\nlimit = 1\n[[models]]\n"
+        "name = 'digits_cnn'\n[[explainers]]\nname = 'saliency'\n[[attacks]]\nname = 'exiaa'\n"
+        "alphas = [0.1]\ntopks = [0.2]\nn_attack_images = 1\n"
+    )
+    ran = subprocess.run([sys.executable, "-m", "xaibench.cli", "run", "--suite", str(suite), "--out", "out"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0 and "1 units computed" in ran.stdout, ran.stdout + ran.stderr

@@ -170,3 +170,15 @@ def test_a_captum_class_or_instance_is_the_captum_plugin_of_that_name(digits: tu
     assert plugins["ixg"]["name"] == "captum.InputXGradient"
     assert plugins["cam"]["name"] == "captum.LayerGradCam" and plugins["cam"]["params"]["layer"] == layer
     assert set(result.rows["explainer"]) == {"ixg", "cam"}
+
+
+def test_a_torch_dataset_gives_the_rows_of_its_tensor(digits: tuple[object, object]) -> None:
+    classifier, batch = digits
+    pairs = torch.utils.data.TensorDataset(batch.pixels[:30], batch.labels[:30])
+    options = {"attacks": {"exiaa": {"n_attack_images": 1}}, "grid": {"alpha": [0.1], "topk": [0.2]}, "limit": 2,
+               "device": "cpu", "batch_size": 8, "progress": False}
+    from_dataset = xaibench.evaluate(classifier, pairs, **options)
+    from_tensor = xaibench.evaluate(classifier, batch.pixels[:30], batch.labels[:30], **options)
+    pd.testing.assert_frame_equal(
+        _sorted(from_dataset.rows)[VALUES + ["image_id"]], _sorted(from_tensor.rows)[VALUES + ["image_id"]]
+    )

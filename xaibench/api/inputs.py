@@ -131,14 +131,31 @@ def _check_images(images: Tensor) -> Tensor:
     return images
 
 
+def _from_torch_dataset(dataset: Any, labels: Any) -> tuple[Tensor, Any]:
+    """A map-style torch Dataset of images (or ``(image, label)`` pairs) as one tensor and labels."""
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items:
+        raise ConfigError("the dataset is empty")
+    pairs = isinstance(items[0], tuple | list)
+    pixels = torch.stack([torch.as_tensor(item[0] if pairs else item) for item in items])
+    if pairs and labels is None:
+        labels = [int(item[1]) for item in items]
+    return pixels, labels
+
+
 def dataset_plugin(images: Any, labels: Any = None, ids: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     """(registered dataset name, its suite parameters) for a tensor, a folder path or a name."""
     if isinstance(images, str | Path):
         if Path(images).is_dir():
             return "image_folder", {"root": str(images)}
         return str(images), {}  # a registered dataset's name
+    if not isinstance(images, Tensor) and hasattr(images, "__getitem__") and hasattr(images, "__len__"):
+        images, labels = _from_torch_dataset(images, labels)
     if not isinstance(images, Tensor):
-        raise ConfigError(f"images must be a tensor N×C×H×W in [0, 1], a folder path or a dataset name, got {type(images).__name__}")
+        raise ConfigError(
+            f"images must be a tensor N×C×H×W in [0, 1], a torch Dataset of (image, label), a folder path or a "
+            f"dataset name; got {type(images).__name__}"
+        )
     pixels = _check_images(images)
     count = pixels.shape[0]
     label_list = [UNKNOWN_LABEL] * count if labels is None else [int(v) for v in torch.as_tensor(labels).reshape(-1)]

@@ -108,7 +108,7 @@ class QuantusMetric(FaithfulnessMetric):
         chunk_size: int = 8,
         multiplies_by_inputs: bool = False,
     ) -> FaithfulnessResult:
-        """Quantus's score of each image (NaN where the attributions are not all finite).
+        """Quantus's score of each image (NaN where the attributions are not all finite, or all zero).
 
         ``multiplies_by_inputs`` is not used: Quantus scores the attributions as given."""
         count = x01.shape[0]
@@ -118,7 +118,11 @@ class QuantusMetric(FaithfulnessMetric):
         x = x01.detach().to("cpu", torch.float32).numpy().copy()
         a = attributions.detach().to("cpu", torch.float32).numpy().copy()
         y = target.detach().to("cpu").numpy().astype(np.int64)
-        rows = np.flatnonzero(np.isfinite(a.reshape(count, -1)).all(axis=1))
+        flat = a.reshape(count, -1)
+        # Quantus refuses a batch holding an all-zero map (a ReLU'd CAM can be one): such an
+        # image scores NaN, like a non-finite one, and the runner flags it (degenerate_map).
+        usable = np.isfinite(flat).all(axis=1) & (np.abs(np.nan_to_num(flat)).max(axis=1, initial=0) > 0)
+        rows = np.flatnonzero(usable)
         if self.normalise:
             a = normalise_by_max(a)
         try:
