@@ -38,3 +38,26 @@ def builtin_names():
         ]
 
     return names
+
+
+@pytest.fixture
+def xaibench_cli(capsys: pytest.CaptureFixture[str]):
+    """``xaibench_cli(argv) -> (exit code, stdout, stderr)``: the console entry point, in process."""
+    import sys
+
+    from xaibench import cli
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        old = sys.argv
+        sys.argv = ["xaibench", *argv]
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = old
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

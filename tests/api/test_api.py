@@ -4,6 +4,7 @@ function in one call, results that ``xaibench show`` and ``xaibench leaderboard`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,15 +107,13 @@ def test_a_users_function_ranks_like_the_builtin_it_reimplements(
 
 
 def test_results_save_load_show_and_leaderboard(
-    evaluated: xaibench.Results, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    evaluated: xaibench.Results, tmp_path: Path, xaibench_cli: Any
 ) -> None:
-    from .cli import run_cli
-
     saved = evaluated.save(tmp_path / "saved")
     loaded = xaibench.load(tmp_path / "saved")
     pd.testing.assert_frame_equal(_sorted(loaded.rows), _sorted(evaluated.rows))
     assert saved.manifest["suite"]["suite"]["name"] == "api"
-    code, out, err = run_cli(["show", str(tmp_path / "saved")], capsys)
+    code, out, err = xaibench_cli(["show", str(tmp_path / "saved")])
     assert code == 0, err
     assert "mine" in out and "saliency" in out
     index = loaded.leaderboard(tmp_path / "site", resamples=20)

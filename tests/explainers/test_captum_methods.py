@@ -16,7 +16,6 @@ themselves, so their tolerance is 2e-5 of the largest logit.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -352,22 +351,6 @@ n_attack_images = 1
 """
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from xaibench import cli
-
-    old = sys.argv
-    sys.argv = ["xaibench", *argv]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_a_suite_runs_captum_methods_by_name(tmp_path: Path):
     from xaibench.runner import build_plan, run_plan
     from xaibench.runner.results import read_results
@@ -395,17 +378,17 @@ def test_a_suite_runs_captum_methods_by_name(tmp_path: Path):
          ["[explainers[1]]", "unknown parameter 'relu'", "Did you mean 'relu_attributions'"]),
     ],
 )
-def test_suite_errors_name_the_key(tmp_path: Path, capsys, edit, expected):
+def test_suite_errors_name_the_key(tmp_path: Path, xaibench_cli, edit, expected):
     path = tmp_path / "suite.toml"
     path.write_text(SUITE.replace(*edit))
-    code, _, err = run_cli(["run", "--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+    code, _, err = xaibench_cli(["run", "--suite", str(path), "--out", str(tmp_path / "out")])
     assert code == 2 and "Traceback" not in err
     for fragment in expected:
         assert fragment in err, (fragment, err)
 
 
-def test_list_explainers_shows_the_captum_methods(capsys):
-    code, out, _ = run_cli(["list", "explainers"], capsys)
+def test_list_explainers_shows_the_captum_methods(xaibench_cli):
+    code, out, _ = xaibench_cli(["list", "explainers"])
     assert code == 0
     for name in captum_methods.offered():
         assert f"captum.{name}" in out, name

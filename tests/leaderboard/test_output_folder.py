@@ -10,13 +10,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from xaibench import cli
 from xaibench.errors import XaibenchError
 from xaibench.leaderboard import build_site
 
@@ -53,23 +52,8 @@ def no_aggregation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("xaibench.leaderboard.site.build_leaderboard", refuse)
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``xaibench ARGV`` through the console entry point: (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["xaibench", *argv]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_a_folder_not_made_by_xaibench_is_refused_untouched(
-    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xaibench_cli: Any
 ) -> None:
     # The report: the user's index.html was overwritten and their assets/*.png, *.svg deleted.
     out = tmp_path / "lbu"
@@ -89,7 +73,7 @@ def test_a_folder_not_made_by_xaibench_is_refused_untouched(
     with pytest.raises(XaibenchError, match="not made by xaibench"):
         build_site([results], out, resamples=RESAMPLES)
 
-    code, _, err = run_cli(["leaderboard", str(results), "--out", str(out)], capsys)
+    code, _, err = xaibench_cli(["leaderboard", str(results), "--out", str(out)])
     assert code == 2 and "Traceback" not in err
     assert err.strip().startswith("error: --out") and "not made by xaibench" in err
     assert snapshot(out) == before
