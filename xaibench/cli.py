@@ -152,24 +152,21 @@ def list_plugins(
     pattern: Annotated[str, typer.Argument(help="Only names matching this glob, e.g. 'captum.*' or '*grad*'.")] = "*",
 ) -> None:
     """List every registered plugin: title, summary, origin, capabilities and typed parameters."""
-    import fnmatch
-
     from rich.markup import escape
 
+    from .api import list_plugins as names_of
     from .listing import plugin_traits
-    from .runner.suite import builtin_suites
 
     kinds = [kind] if kind else [*registry.REGISTRIES, "suites"]
     for name in kinds:
         if name.rstrip("s") == "suite":
             console.print("[bold]suites[/bold]")
-            for suite in builtin_suites():
-                if fnmatch.fnmatch(suite, pattern):
-                    console.print(f"  {suite}")
+            for suite in names_of("suites", pattern):
+                console.print(f"  {suite}")
             continue
         reg = registry.registry_for(name)
         console.print(f"[bold]{reg.kind}[/bold]")
-        for plugin in [*reg.names(pattern), *reg.provided_names(pattern)]:  # provided: captum.*, quantus.*
+        for plugin in names_of(name, pattern):  # the registered and the provided (captum.*, quantus.*)
             try:
                 cls = reg.get(plugin)
             except XaibenchError as exc:

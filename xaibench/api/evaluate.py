@@ -115,14 +115,15 @@ def _suite(model: nn.Module, images: Any, labels: Any, ids: Any, normalize: Any,
 
     label = model_name or (model.name if isinstance(getattr(model, "name", None), str) else type(model).__name__)
     tensor = images if hasattr(images, "ndim") else None
-    classifier = inputs.as_classifier(model, tensor, normalize, label)
+    digest = inputs.weights_digest(model)  # hashing every weight once: a large model's cost
+    classifier = inputs.as_classifier(model, tensor, normalize, label, digest)
     dataset, dataset_params = inputs.dataset_plugin(images, labels, ids)
     if not isinstance(explainers, Mapping):
         explainers = {str(e): str(e) for e in explainers}
     data: dict[str, Any] = {
         "suite": head,
         "dataset": {"name": dataset, **dataset_params, **sampling},
-        "models": [{"name": inputs.model_plugin(classifier, label), "label": label}],
+        "models": [{"name": inputs.model_plugin(classifier, label, digest), "label": label}],
         "explainers": [inputs.explainer_entry(str(k), v, classifier) for k, v in explainers.items()],
     }
     if attacks:

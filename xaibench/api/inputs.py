@@ -53,8 +53,9 @@ def _register(reg: registry.Registry[Any], name: str, plugin: Any) -> str:
 
 # -- the model ----------------------------------------------------------------------------
 
-def as_classifier(model: nn.Module, images: Tensor | None, normalize: Any, label: str) -> Classifier:
-    """``model`` as a ``Classifier`` (pixels in [0, 1] in, logits out; normalisation inside)."""
+def as_classifier(model: nn.Module, images: Tensor | None, normalize: Any, label: str, digest: str) -> Classifier:
+    """``model`` as a ``Classifier`` (pixels in [0, 1] in, logits out; normalisation inside);
+    ``digest``: its ``weights_digest``, recorded as where the weights came from."""
     if isinstance(model, Classifier):
         return model
     if not isinstance(model, nn.Module):
@@ -75,13 +76,15 @@ def as_classifier(model: nn.Module, images: Tensor | None, normalize: Any, label
         raise ConfigError(f"the model must return N×K logits; it returned shape {tuple(logits.shape)}")
     return Classifier(
         model, name=label, num_classes=logits.shape[1], input_size=(height, width), mean=mean, std=std,
-        in_channels=channels, pretrained_source=f"user model {type(model).__name__} (weights {weights_digest(model)})",
+        in_channels=channels, pretrained_source=f"user model {type(model).__name__} (weights {digest})",
     )
 
 
-def model_plugin(classifier: Classifier, label: str) -> str:
-    """A registered factory that returns ``classifier`` (one per distinct set of weights)."""
-    name = f"{NAMESPACE}.{label}.{weights_digest(classifier)}"
+def model_plugin(classifier: Classifier, label: str, digest: str) -> str:
+    """A registered factory that returns ``classifier``: one per distinct set of weights
+    (``digest``, hashed once) and normalisation."""
+    normalisation = _tensor_bytes(classifier.mean) + _tensor_bytes(classifier.std)
+    name = f"{NAMESPACE}.{label}.{_digest(digest.encode(), normalisation)}"
 
     def factory() -> Classifier:
         return classifier

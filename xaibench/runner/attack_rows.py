@@ -70,7 +70,8 @@ def _explain_rows(run: Any, output: Any, origin: Tensor, kept: set[int]) -> dict
         )
         gap = access.completeness_gap(images, predicted, attributions, logits=logits)
         bad = nonfinite_fraction(run.clean[rows_origin], attributions)
-        kinds = {"clean": degenerate.map_kinds(run.clean[rows_origin]), "corrupted": degenerate.map_kinds(attributions)}
+        clean = [run.clean_kinds[i] for i in rows_origin.tolist()]
+        kinds = {"clean": clean, "corrupted": degenerate.map_kinds(attributions)}
         labels = degenerate.describe(kinds, bad)
         skip = degenerate.excluded(bad, labels)
         tensors = {

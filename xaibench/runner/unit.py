@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .. import registry
 from ..types import AttackContext, Explainer, Oracle
-from . import faithfulness_rows
+from . import degenerate, faithfulness_rows
 from .attack_rows import attack_unit
 from .chunking import TuningCache
 from .model_access import ModelAccess
@@ -43,6 +43,7 @@ class UnitRun:
     noise_ids: list[str] | None = None
     clean: Tensor | None = None
     clean_finite: Tensor | None = None
+    clean_kinds: list[str] | None = None  # per original: "" / "all-zero" / "constant" (degenerate.py)
     clean_gap: Tensor | None = None
     floors: dict[str, list[float]] | None = None
 
@@ -99,6 +100,7 @@ def _explain_originals(run: UnitRun) -> None:
     run.clean = access.explain(pixels, run.predicted, run.noise_ids)
     run.clean_gap = access.completeness_gap(pixels, run.predicted, run.clean)
     run.clean_finite = finite(run.clean)
+    run.clean_kinds = degenerate.map_kinds(run.clean)  # once per original, not per attack row
     run.floors = noise_floors(access, run.robustness, run.noise_ids, pixels, run.predicted, run.probs, run.clean)
 
 
