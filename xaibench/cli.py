@@ -48,6 +48,9 @@ def run(
     ] = None,
     executor: Annotated[str, typer.Option("--executor", help="local | ray (work units as Ray tasks).")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Run these models instead of the suite's (repeatable), e.g. --model efficientnet_lite0.")] = None,
+    explainer: Annotated[list[str] | None, typer.Option("--explainer", "-e", help="Only these of the suite's explainers, by label (repeatable).")] = None,
+    n_classes: Annotated[int | None, typer.Option("--n-classes", help="One image from each of N random classes (overrides the suite; a larger N extends a smaller one's sample).")] = None,
 ) -> None:
     """Run a suite: plan, compute every pending unit, write Parquet, print a summary."""
     from rich.markup import escape
@@ -65,6 +68,7 @@ def run(
         check_address(address)
     overrides = {
         "device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data, "precision": precision,
+        "models": model, "explainers": explainer, "n_classes": n_classes,
     }
     resolved = load_suite(suite, overrides)
     console.print(f"[bold]xaibench[/bold] suite [cyan]{resolved.name}[/cyan] ({resolved.source})")

@@ -43,9 +43,16 @@ def run(suite: str | Path, out: str | Path = "results", *, progress: bool = True
     """Run a built-in suite (``"quickstart"``) or a suite file, as ``xaibench run`` does.
 
     ``overrides`` are the command line's: ``device``, ``batch_size``, ``seed``, ``limit``,
-    ``data``, ``precision``. Finished units in ``out`` are resumed, not recomputed.
+    ``data``, ``precision``, ``n_classes``, ``models`` (a list of model names: replaces the
+    suite's models) and ``explainers`` (a list of the suite's explainer labels: keeps only
+    those). Finished units in ``out`` are resumed, not recomputed.
     """
-    from ..runner.suite import load_suite
+    from ..errors import ConfigError
+    from ..runner.suite import OVERRIDES, load_suite
+
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ConfigError(f"run() got unknown override(s) {', '.join(unknown)}; known: {', '.join(OVERRIDES)}")
 
     return execute(load_suite(str(suite), overrides), out, progress=progress, executor=executor, address=address)
 

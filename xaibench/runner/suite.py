@@ -66,6 +66,10 @@ def resolve_suite_path(name_or_path: str) -> tuple[str, str]:
     )
 
 
+#: What the command line (and ``xaibench.run``) may override in a suite.
+OVERRIDES = ("device", "batch_size", "seed", "limit", "data", "precision", "n_classes", "models", "explainers")
+
+
 def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> Suite:
     source, text = resolve_suite_path(name_or_path)
     try:
@@ -170,9 +174,12 @@ def _dataset(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> di
     limit = integer(table.get("limit"), source, "dataset.limit", allow_none=True)
     if overrides.get("limit") is not None:
         limit = integer(overrides["limit"], "--limit", None)
+    n_classes = integer(table.get("n_classes"), source, "dataset.n_classes", allow_none=True)
+    if overrides.get("n_classes") is not None:
+        n_classes = integer(overrides["n_classes"], "--n-classes", None)
     return {
         "dataset": PluginSpec("datasets", name, params, name),
-        "n_classes": integer(table.get("n_classes"), source, "dataset.n_classes", allow_none=True),
+        "n_classes": n_classes,
         "pool_size": integer(table.get("pool_size"), source, "dataset.pool_size", allow_none=True),
         "limit": limit,
         "per_class": integer(table.get("per_class", 1), source, "dataset.per_class"),
@@ -195,6 +202,46 @@ def _explainers(data: dict[str, Any], source: str, seed: int) -> list[PluginSpec
             )
         seen.add(spec.label)
     return explainers
+
+
+def _chosen_models(specs: list[PluginSpec], names: list[str] | None) -> list[PluginSpec]:
+    """``--model NAME`` (repeatable) replaces the suite's model list.
+
+    A name the suite lists (by label or name) keeps the suite's entry with its parameters;
+    any other registered model (or timm architecture) is added with its defaults.
+    """
+    if not names:
+        return specs
+    chosen: list[PluginSpec] = []
+    for name in names:
+        match = next((s for s in specs if name in (s.label, s.name)), None)
+        if match is None:
+            match = plugin_specs([{"name": name}], "models", "--model")[0]
+        if match.label in {s.label for s in chosen}:
+            raise ConfigError(f"the model {name!r} is given twice", file="--model")
+        chosen.append(match)
+    return chosen
+
+
+def _chosen_explainers(specs: list[PluginSpec], labels: list[str] | None) -> list[PluginSpec]:
+    """``--explainer LABEL`` (repeatable) keeps only these of the suite's explainers, with
+    their parameters (the suite defines how each is configured; this only chooses)."""
+    if not labels:
+        return specs
+    known = [s.label for s in specs]
+    chosen = []
+    for label in labels:
+        match = next((s for s in specs if s.label == label), None) or next((s for s in specs if s.name == label), None)
+        if match is None:
+            close = difflib.get_close_matches(label, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"the suite has no explainer {label!r}.{hint} Its explainers: {', '.join(known)}", file="--explainer"
+            )
+        if match not in chosen:
+            chosen.append(match)
+    # Sweeps keep their reference setting's row only when it is chosen; order as in the suite.
+    return [s for s in specs if s in chosen]
 
 
 def _metrics(data: dict[str, Any], source: str, explainers: list[PluginSpec]) -> list[PluginSpec]:
@@ -240,10 +287,11 @@ def _parse_suite(data: dict[str, Any], source: str, overrides: dict[str, Any]) -
             raise ConfigError(f"missing the [{required}] section", file=source)
     head = _head(data, source, overrides)
     dataset = _dataset(data, source, overrides)
-    models = plugin_specs(data["models"], "models", source)
-    explainers = _explainers(data, source, head["seed"])
+    models = _chosen_models(plugin_specs(data["models"], "models", source), overrides.get("models"))
+    every_explainer = _explainers(data, source, head["seed"])
+    explainers = _chosen_explainers(every_explainer, overrides.get("explainers"))
     attacks = plugin_specs(data.get("attacks", []), "attacks", source) if data.get("attacks") else []
-    metrics = _metrics(data, source, explainers)
+    metrics = _metrics(data, source, every_explainer)
     # Attacks and metrics validate their own parameters (ranges of α, top-k, …) when built.
     built = [construct(registry.attacks, spec, source, f"attacks[{i}]") for i, spec in enumerate(attacks)]
     for index, spec in enumerate(metrics):
