@@ -23,7 +23,7 @@ def load_builtins() -> None:
     from . import attacks, datasets, explainers, metrics, models, training  # noqa: F401
 
 
-_API = ("Results", "evaluate", "list_plugins", "load", "run")
+_API = ("Results", "evaluate", "list_plugins", "load", "plan", "run")
 
 
 def __getattr__(name: str):  # noqa: ANN202 - the Python API, imported on first use (import stays light)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import registry
 from .errors import XaibenchError
@@ -87,31 +86,47 @@ def run(
     for note in plan.notes:
         console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
 
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("units", total=pending, rate="")
-        rows = {"n": 0}
+    from .run_progress import RunProgress
+    from .runner.unit_progress import reporting
 
-        def advance(unit, done: int, total: int) -> None:  # noqa: ANN001
-            rows["n"] += plan.status[unit.unit_id].rows
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(
-                task,
-                completed=done,
-                description=f"{unit.model.label} × {unit.explainer.label}",
-                rate=f"{rows['n'] / elapsed:.1f} rows/s",
-            )
-
-        report = run_plan(plan, progress=advance, executor=executor, address=address)
+    with RunProgress(plan, console) as bar, reporting(bar.explained):
+        report = run_plan(plan, progress=bar.unit_done, executor=executor, address=address)
 
     _report_run(report, out, resolved.name)
+
+
+@app.command("plan")
+def plan_command(
+    suite: Annotated[str, typer.Option("--suite", "-s", help="Built-in suite name or path to a .toml file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The results folder the run would write (finished units there cost nothing).")] = Path("results"),
+    data: Annotated[str | None, typer.Option("--data", help="Dataset root (e.g. an ImageNet val folder).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda (overrides the suite).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N original images.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per forward/backward chunk.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Suite seed (overrides the suite).")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="fp32 | bf16 (overrides the suite).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="These models instead of the suite's (repeatable).")] = None,
+    explainer: Annotated[list[str] | None, typer.Option("--explainer", "-e", help="Only these of the suite's explainers (repeatable).")] = None,
+    n_classes: Annotated[int | None, typer.Option("--n-classes", help="One image from each of N random classes.")] = None,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Time a few batches per model × explainer for the estimate.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """What a run would compute and cost: units, images, passes, disk and estimated time."""
+    import json
+
+    from .api.running import plan as plan_suite
+    from .plan_table import print_plan
+
+    overrides = {
+        "device": device, "batch_size": batch_size, "seed": seed, "limit": limit, "data": data, "precision": precision,
+        "models": model, "explainers": explainer, "n_classes": n_classes,
+    }
+    with console.status("loading models and data, probing…" if probe else "loading models and data…"):
+        cost = plan_suite(suite, out, probe=probe, **{k: v for k, v in overrides.items() if v is not None})
+    if as_json:
+        sys.stdout.write(json.dumps(cost.record(), indent=2) + "\n")
+        return
+    print_plan(cost, console)
 
 
 def _report_run(report, out: Path, suite_name: str) -> None:  # noqa: ANN001

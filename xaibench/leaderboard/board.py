@@ -11,6 +11,7 @@ from .faithfulness import faithfulness_tables
 from .load import SuiteResults, load_results
 from .robustness import robustness_tables
 from .sensitivity import sensitivity_tables
+from .source_split import source_split_tables
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 from .tables import Table
 
@@ -37,6 +38,7 @@ def build_leaderboard(
         + model_comparison_tables(suite, seed=seed, resamples=resamples)
         + faithfulness_tables(suite, seed=seed, resamples=resamples)
         + ablation_tables(suite, seed=seed, resamples=resamples)
+        + source_split_tables(suite, seed=seed, resamples=resamples)
         for suite in suites
     }
     return Leaderboard(suites=suites, tables=tables, seed=seed, resamples=resamples)

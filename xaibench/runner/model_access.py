@@ -13,6 +13,7 @@ from torch import Tensor
 from ..device import device_name
 from ..errors import XaibenchError
 from ..types import Classifier, Explainer
+from . import unit_progress
 from .chunking import ChunkSizes, TuningCache, candidate_sizes, measure_best_size, run_in_chunks
 from .outputs import check_attributions
 
@@ -112,6 +113,7 @@ class ModelAccess:
             with self.autocast():
                 attributions = explainer.explain(inputs, target[part].to(self.device), **self._noise(noise_ids, part))
             check_attributions(attributions, inputs, self.explainer_label)
+            unit_progress.explained(inputs.shape[0])
             return attributions.detach().float().cpu()
 
         self._sync()
@@ -141,6 +143,7 @@ class ModelAccess:
             with self.autocast():
                 attributions, logits = explainer.explain_predicted(inputs)  # type: ignore[union-attr]
             check_attributions(attributions, inputs, self.explainer_label)
+            unit_progress.explained(inputs.shape[0])
             return logits.detach().float().cpu(), attributions.detach().float().cpu()
 
         self._sync()
@@ -216,3 +219,18 @@ class ModelAccess:
             best, timings = measure_best_size(compute, candidates)
             self.sizes.set(key, best, f"measured: {', '.join(f'{k}: {v * 1e3:.1f} ms/img' for k, v in timings.items())}")
             cache.put(cache_key, best, timings, f"{key[0]} × {key[1]} × {stage}")
+
+
+def tune_access(access: ModelAccess, pixels: Tensor, model: Any, explainer_name: str, explainer_params: dict[str, Any],
+                suite: Any, device: torch.device) -> None:
+    """Measure the fastest chunk sizes of ``access`` on the first of ``pixels`` (cached per model ×
+    explainer × input × device in the user cache, so the planner's probe and the run share it)."""
+    with torch.no_grad():
+        target = access.classifier(pixels[:1].to(device)).argmax(dim=1).cpu()
+    identity = {
+        "model": model.key(),
+        "explainer": {"name": explainer_name, "params": explainer_params},
+        "input": list(pixels.shape[1:]),
+    }
+    maximum = suite.max_batch_size if device.type == "cpu" else 4 * suite.max_batch_size
+    access.tune(pixels[:1], target, TuningCache(), identity, maximum=maximum)

@@ -153,6 +153,17 @@ class Resources:
         return self._metrics
 
     # -- the pool's probabilities ---------------------------------------------------------
+    def _pool_cache_file(self, spec: PluginSpec) -> Path:
+        dataset, rows = self.dataset(spec), self.pool(spec)
+        key = stable_hash({"model": spec.key(), "pool": [dataset.ids[i] for i in rows], "format": POOL_CACHE_FORMAT})
+        return self.out / "_cache" / f"pool-probs-{results.partition_value(spec.label)}-{key}.npz"
+
+    def pool_cached(self, spec: PluginSpec) -> bool:
+        """Whether the pool's probabilities for model ``spec`` are already known (no forward to pay)."""
+        if not any(getattr(a, "needs_pool", False) for a in self.attacks()):
+            return True
+        return spec.label in self._pools or self._pool_cache_file(spec).is_file()
+
     def pool_probabilities(self, spec: PluginSpec) -> Pool:
         """The attack-image pool of model ``spec`` and its probabilities: once per (model, pool),
         cached on disk under ``OUT/_cache``.
@@ -164,13 +175,12 @@ class Resources:
         """
         if spec.label in self._pools:
             return self._pools[spec.label]
-        dataset, rows = self.dataset(spec), self.pool(spec)
-        key = stable_hash({"model": spec.key(), "pool": [dataset.ids[i] for i in rows], "format": POOL_CACHE_FORMAT})
-        cache = self.out / "_cache" / f"pool-probs-{results.partition_value(spec.label)}-{key}.npz"
+        dataset = self.dataset(spec)
+        cache = self._pool_cache_file(spec)
         stored = _read_pool_cache(cache)
         if stored is None:
             access = ModelAccess(self.classifier(spec), None, self.device, self.chunk_sizes, model_label=spec.label)
-            stored = _compute_pool(dataset, rows, access.probabilities)
+            stored = _compute_pool(dataset, self.pool(spec), access.probabilities)
             buffer = io.BytesIO()
             ids, probs, labels = stored
             np.savez(buffer, ids=np.array(ids, dtype=str), probs=probs.numpy(), labels=labels.numpy())

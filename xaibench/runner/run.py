@@ -62,6 +62,11 @@ class Manifest:
                     self.skipped.append(record)
         return self.skipped
 
+    def _datasets(self) -> dict[str, Any]:
+        return {
+            m.label: self.res.dataset(m).describe() for m in self.plan.suite.models if m.label in self.res.loaded_models()
+        }
+
     def content(self) -> dict[str, Any]:
         plan = self.plan
         return {
@@ -75,6 +80,8 @@ class Manifest:
             "plugins": plan.plugins,
             "models": {label: m["provenance"] for label, m in plan.models.items()},
             "originals": {label: m["originals"] for label, m in plan.models.items()},
+            # Per model: its dataset as read (an ImageNet folder's detected layout and label source).
+            "datasets": self._datasets(),
             "skipped_images": self._skipped_images(),
             "chunk_sizes": self.res.chunk_sizes.record(),
             "convergence": plan.convergence,

@@ -214,9 +214,12 @@ def _chosen_models(specs: list[PluginSpec], names: list[str] | None) -> list[Plu
         return specs
     chosen: list[PluginSpec] = []
     for name in names:
-        match = next((s for s in specs if name in (s.label, s.name)), None)
+        match = next((s for s in specs if s.label == name), None)
         if match is None:
-            match = plugin_specs([{"name": name}], "models", "--model")[0]
+            spec = plugin_specs([{"name": name}], "models", "--model")[0]  # resolves an alias, or refuses
+            match = next((s for s in specs if s.name == spec.name), None) or PluginSpec(
+                "models", spec.name, spec.params, spec.name
+            )
         if match.label in {s.label for s in chosen}:
             raise ConfigError(f"the model {name!r} is given twice", file="--model")
         chosen.append(match)

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import torch
 from torch import Tensor
 
 from .. import registry
 from ..types import AttackContext, Explainer, Oracle
 from . import degenerate, faithfulness_rows
 from .attack_rows import attack_unit
-from .chunking import TuningCache
-from .model_access import ModelAccess
+from .model_access import ModelAccess, tune_access
 from .noise_floor import noise_floors
 from .outputs import finite
 from .plan import WorkUnit
@@ -54,17 +52,8 @@ class UnitRun:
 
 def _tune(run: UnitRun) -> None:
     """With ``batch_size = "auto"``: measure the fastest chunk sizes (cached) on one image."""
-    suite, unit, pixels = run.suite, run.unit, run.batch.pixels
-    device = run.res.device
-    with torch.no_grad():
-        target = run.access.classifier(pixels[:1].to(device)).argmax(dim=1).cpu()
-    identity = {
-        "model": unit.model.key(),
-        "explainer": {"name": unit.explainer.name, "params": unit.explainer_params},
-        "input": list(pixels.shape[1:]),
-    }
-    maximum = suite.max_batch_size if device.type == "cpu" else 4 * suite.max_batch_size
-    run.access.tune(pixels[:1], target, TuningCache(), identity, maximum=maximum)
+    tune_access(run.access, run.batch.pixels, run.unit.model, run.unit.explainer.name, run.unit.explainer_params,
+                run.suite, run.res.device)
 
 
 def _start(unit: WorkUnit, res: Resources, plugins: dict[str, Any]) -> UnitRun | None:
