@@ -107,7 +107,8 @@ def test_imagenet_fragility_offline_fails_fast_and_names_what_is_missing(
     code, _, err = run_cli(["run", "--suite", "imagenet-fragility", "--out", str(tmp_path / "o")], capsys)
     elapsed = time.perf_counter() - started
     assert code == 2
-    for fragment in ("resnet18", "vit_b16", "imagenet", "XAIBENCH_IMAGENET", "xaibench run --suite quickstart", "nothing was computed"):
+    for fragment in ("resnet18", "vit_b16", "imagenet", "XAIBENCH_IMAGENET", "xaibench run --suite quickstart", "nothing was computed",
+                     "--model efficientnet_lite0"):
         assert fragment in err, (fragment, err)
     assert not list((tmp_path / "o").rglob("part-*.parquet"))
     # "Never hangs": generous bound, this is a hang detector, not a speed assertion.

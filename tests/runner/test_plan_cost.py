@@ -115,7 +115,11 @@ def test_the_probe_times_each_pair_and_the_estimate_adds_up(planned_and_run) -> 
     for pair in cost.pairs:
         assert pair.explain_s is not None and pair.explain_s > 0 and pair.forward_s > 0
         assert pair.chunks["explain"] in (1, 2, 4) and pair.chunks["forward"] in (1, 2, 4)
-        expected = pair.explained * pair.explain_s + (pair.forwards + pair.pool_forwards) * pair.forward_s
+        assert pair.row_s is not None and pair.row_s > 0  # the suite's robustness metrics, timed
+        expected = (
+            pair.explained * pair.explain_s + (pair.forwards + pair.pool_forwards) * pair.forward_s
+            + pair.rows * pair.row_s
+        )
         assert math.isclose(pair.estimate_s, expected)
     ig = next(p for p in cost.pairs if p.explainer == "integrated_gradients")
     saliency = next(p for p in cost.pairs if p.explainer == "saliency")

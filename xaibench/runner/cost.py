@@ -10,9 +10,10 @@ images and explains ``1 + C + max_attacks explained_per_original`` images (the o
 corrupted copies, the attack images shared between attacks); it runs a forward-only pass on
 the original and, unless the explainer fuses prediction into its own pass, on each corrupted
 image, plus one for the completeness gap of explainers that have one. The attack-image pool is
-forwarded once per model (then cached in ``OUT/_cache``). Not counted: faithfulness metrics'
-perturbation passes, the noise floors of random explainers, writing Parquet (measured on
-imagenet-lite-fragility: ~5 % of a unit's time).
+forwarded once per model (then cached in ``OUT/_cache``). The robustness metrics are timed
+per row (ranking two 150,000-entry explanations is not free on a CPU). Not counted: building
+the corrupted images, faithfulness metrics' perturbation passes, the noise floors of random
+explainers, writing Parquet (docs/performance.md compares the estimate with the run).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class PairCost:
     passes: tuple[int, int] | None = None  # (forward, backward) per explained image, declared
     explain_s: float | None = None  # seconds per explained image (probe)
     forward_s: float | None = None  # seconds per forward-only image (probe)
+    row_s: float | None = None  # seconds per robustness row for the suite's robustness metrics (probe)
     chunks: dict[str, int] = field(default_factory=dict)  # chosen chunk size per stage
     incompatible: str = ""
 
@@ -67,7 +69,8 @@ class PairCost:
             return 0.0
         if self.explain_s is None or self.forward_s is None:
             return None
-        return self.explained * self.explain_s + (self.forwards + self.pool_forwards) * self.forward_s
+        passes = self.explained * self.explain_s + (self.forwards + self.pool_forwards) * self.forward_s
+        return passes + self.rows * (self.row_s or 0.0)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -76,7 +79,7 @@ class PairCost:
             "forwards": self.forwards, "pool_forwards": self.pool_forwards, "rows": self.rows,
             "forward_passes": self.forward_passes, "backward_passes": self.backward_passes,
             "disk_bytes": self.disk_bytes, "explain_s_per_image": self.explain_s,
-            "forward_s_per_image": self.forward_s, "chunks": self.chunks, "estimate_s": self.estimate_s,
+            "forward_s_per_image": self.forward_s, "metrics_s_per_row": self.row_s, "chunks": self.chunks, "estimate_s": self.estimate_s,
             "incompatible": self.incompatible,
         }
 

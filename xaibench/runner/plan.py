@@ -160,7 +160,9 @@ def _load_models(suite: Suite, res: Resources) -> list[PluginSpec]:
             f"the suite {suite.name!r} cannot run on this machine; nothing was computed. Missing:\n  - "
             + "\n  - ".join(missing)
             + "\nOffline, run: xaibench run --suite quickstart   (EfficientNet-Lite0 and the sample "
-            "photos ship with the installed packages)"
+            "photos ship with the installed packages); with ImageNet images but no hub weights, replace "
+            "the models with offline ones: --model efficientnet_lite0 --model efficientnet_lite1 --model "
+            "efficientnet_lite2"
         )
     return loaded
 

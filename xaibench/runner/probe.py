@@ -13,9 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .. import registry
 from .chunking import ChunkSizes, measure_best_size
 from .cost import PairCost, pair_costs
+from .faithfulness_rows import is_faithfulness
 from .model_access import ModelAccess, tune_access
 from .plan import Plan
 
@@ -65,6 +68,32 @@ def _seconds_per_image(access: ModelAccess, pixels: Any, sizes: dict[str, int]) 
     return seconds
 
 
+def _metric_seconds_per_row(access: ModelAccess, pixels: Any, metrics: list[Any], rows: int = 8) -> float:
+    """Seconds per robustness row of the suite's robustness metrics (ranking explanations of a
+    224 px image costs tens of milliseconds a row on a CPU), on ``rows`` noisy copies of one
+    original and its explanation."""
+    robust = [m for m in metrics if not is_faithfulness(m) and callable(m)]
+    if not robust:
+        return 0.0
+    generator = torch.Generator().manual_seed(0)
+    original = pixels[:1].repeat(rows, 1, 1, 1)
+    corrupted = (original + 0.02 * torch.randn(original.shape, generator=generator)).clamp(0, 1)
+    logits = access.logits(original[:1])
+    explanation = access.explain(original[:1], logits.argmax(dim=1)).repeat(rows, 1, 1, 1)
+    tensors = {
+        "original": original, "corrupted": corrupted, "expl_original": explanation,
+        "expl_corrupted": explanation + 0.1 * explanation.std() * torch.randn(explanation.shape, generator=generator),
+        "probs_original": torch.softmax(logits, dim=1).repeat(rows, 1), "probs_corrupted": torch.softmax(logits, dim=1).repeat(rows, 1),
+    }
+
+    def compute(n: int) -> None:
+        for metric in robust:
+            metric(**{name: tensors[name][:n] for name in getattr(metric, "needs", tensors)})
+
+    _, timings = measure_best_size(compute, [rows], budget_s=10.0)
+    return next(iter(timings.values()))
+
+
 def _probe_pair(plan: Plan, cost: PairCost, unit: Any) -> None:
     res = plan.resources()
     classifier = res.classifier(unit.model)
@@ -82,6 +111,7 @@ def _probe_pair(plan: Plan, cost: PairCost, unit: Any) -> None:
     cost.chunks = {"explain": chunk_sizes.get(access.explain_key), "forward": chunk_sizes.get(access.forward_key)}
     seconds = _seconds_per_image(access, pixels, cost.chunks)
     cost.explain_s, cost.forward_s = seconds["explain"], seconds["forward"]
+    cost.row_s = _metric_seconds_per_row(access, pixels, res.metrics()) if cost.rows else 0.0
 
 
 def estimate(plan: Plan, *, probe: bool = True) -> PlanCost:
