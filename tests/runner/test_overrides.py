@@ -46,3 +46,19 @@ def test_python_api_refuses_an_unknown_override(tmp_path) -> None:
         xaibench.run("quickstart", tmp_path / "out", n_clases=3)
     with pytest.raises(ConfigError, match="unknown override"):
         xaibench.plan("quickstart", tmp_path / "out", model=["x"])
+
+
+def test_the_reduced_real_data_suite_differs_from_the_full_one_only_in_its_grid() -> None:
+    from pathlib import Path
+
+    reduced = load_suite(str(Path(__file__).parents[2] / "docs/examples/imagenet-lite-fragility-reduced.toml"))
+    full = load_suite("imagenet-lite-fragility")
+    assert [m.key() for m in reduced.models] == [m.key() for m in full.models]
+    assert [e.key() for e in reduced.explainers] == [e.key() for e in full.explainers]
+    assert (reduced.seed, reduced.n_classes, reduced.pool_size, reduced.images_per_unit) == (
+        full.seed, full.n_classes, full.pool_size, full.images_per_unit
+    )
+    for small, large in zip(reduced.attacks, full.attacks, strict=True):
+        assert small.name == large.name and small.params["n_attack_images"] == large.params["n_attack_images"]
+        assert set(small.params["alphas"]) < set(large.params["alphas"])
+        assert set(small.params["topks"]) < set(large.params["topks"])
