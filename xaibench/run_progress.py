@@ -14,13 +14,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .runner.cost import per_original
-
-
-def planned_images(plan: Any) -> dict[str, int]:
-    """Per pending unit id: the images it will explain."""
-    _, explained = per_original(plan.resources().attacks())
-    return {u.unit_id: explained * len(u.indices) for u in plan.pending()}
+from .runner.cost import planned_images
 
 
 class RunProgress:

@@ -23,8 +23,8 @@ def execute(suite: Any, out: str | Path, *, progress: bool = True, executor: str
 
     The bar counts images explained (inside units too, with an ETA), as ``xaibench run``'s.
     """
-    from ..run_progress import planned_images
     from ..runner import build_plan, run_plan
+    from ..runner.cost import planned_images
     from ..runner.unit_progress import reporting
 
     plan = build_plan(suite, Path(out))

@@ -91,6 +91,12 @@ def per_original(attacks: list[Any]) -> tuple[int, int]:
     return corrupted, 1 + corrupted + shared
 
 
+def planned_images(plan: Any) -> dict[str, int]:
+    """Per pending unit id of ``plan``: the images it will explain (the progress bars' total)."""
+    _, explained = per_original(plan.resources().attacks())
+    return {u.unit_id: explained * len(u.indices) for u in plan.pending()}
+
+
 def declared_passes(explainer_name: str, params: dict[str, Any]) -> tuple[int, int] | None:
     declared = getattr(registry.explainers.get(explainer_name), "passes_per_image", None)
     if declared is None:

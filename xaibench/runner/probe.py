@@ -94,11 +94,12 @@ def _metric_seconds_per_row(access: ModelAccess, pixels: Any, metrics: list[Any]
     return next(iter(timings.values()))
 
 
-def _probe_pair(plan: Plan, cost: PairCost, unit: Any) -> None:
+def _probe_pair(plan: Plan, cost: PairCost, unit: Any, chunk_sizes: ChunkSizes) -> None:
+    """Time one model × explainer. ``chunk_sizes`` is shared by the probe as the run shares
+    its own: a model's forward chunk is tuned once, by its first pair, for all its pairs."""
     res = plan.resources()
     classifier = res.classifier(unit.model)
     explainer = registry.explainers.get(unit.explainer.name)(classifier, **unit.explainer_params)
-    chunk_sizes = ChunkSizes(plan.suite.batch_size if plan.suite.batch_size != "auto" else 1)
     access = ModelAccess(
         classifier, explainer, res.device, chunk_sizes,
         model_label=unit.model.label, explainer_label=unit.explainer.label, precision=plan.suite.precision,
@@ -128,10 +129,11 @@ def estimate(plan: Plan, *, probe: bool = True) -> PlanCost:
         first = {}
         for unit in plan.pending():
             first.setdefault((unit.model.label, unit.explainer.label), unit)
+        chunk_sizes = ChunkSizes(plan.suite.batch_size if plan.suite.batch_size != "auto" else 1)
         for cost in costs:
             unit = first.get((cost.model, cost.explainer))
             if unit is not None:
-                _probe_pair(plan, cost, unit)
+                _probe_pair(plan, cost, unit, chunk_sizes)
     notes = []
     if any(getattr(m, "category", "") == "faithfulness" for m in res.metrics()):
         notes.append("the faithfulness metrics' perturbation passes are not in the estimate")
