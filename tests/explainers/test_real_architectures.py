@@ -19,6 +19,7 @@ CHEAP = {
     "integrated_gradients": {"n_steps": 4},
     "smoothgrad": {"nt_samples": 2},
     "deeplift_shap": {"n_baselines": 2},
+    "deeplift": {},
 }
 
 
@@ -46,10 +47,11 @@ def test_resnet18(resnet18):
 
 
 def test_vit(vit):
-    # LayerNorm and the attention softmax are not element-wise: DeepLIFT stays approximate on
-    # ViTs (the gap column shows it, nothing is asserted about it); IG converges.
+    # The exact rules (LayerNorm, softmax, attention matmuls) make DeepLIFT complete on ViTs
+    # (tests/explainers/test_deeplift_exact.py has the rules themselves); IG converges.
     x = images(2, 32)
-    _run_all(vit, x)
+    gaps = _run_all(vit, x)
+    assert (gaps["deeplift_shap"] < 1e-3).all() and (gaps["deeplift"] < 1e-3).all(), gaps
     t = predicted(vit, x)
     explainer = explainers.get("integrated_gradients")(vit, n_steps=32)
     assert (explainer.completeness_gap(x, t, explainer.explain(x, t)) < 0.05).all()

@@ -30,7 +30,9 @@ EXPECTED = {
         "baselines": "uniform",
         "seed": 0,
         "internal_batch_size": None,
+        "rules": "auto",
     },
+    "deeplift": {"baseline": 0.0, "rules": "auto", "internal_batch_size": None},
 }
 
 

@@ -12,7 +12,8 @@ from ..errors import ConfigError
 from ..registry import explainers
 from ..types import Classifier, Explainer
 from ._common import check_choice, finish, prepare, quiet_captum, relative_gap, target_logits
-from .deeplift_rules import CloneHookDeepLiftShap, hooked_types, register_elementwise_rules
+from .deeplift_engines import RULES_KINDS, RulesKind, choose_rules, make_engine
+from .deeplift_rules import hooked_types, register_elementwise_rules
 
 BaselineKind = Literal["uniform", "zeros_and_uniform"]
 BASELINE_KINDS: tuple[str, ...] = get_args(BaselineKind)
@@ -59,19 +60,28 @@ class DeepLiftShapExplainer(Explainer):
     black image plus ``n_baselines − 1`` uniform ones. The set depends only on ``seed`` and the
     image shape (the same for every image), so results do not depend on batch composition.
 
-    Construction registers DeepLIFT rescale rules for every element-wise activation
-    (``deeplift_rules``): without them, Captum treats ReLU6/GELU/SiLU/… as linear. The rules
-    are attached through clones of each hooked module's input (``CloneHookDeepLiftShap``),
-    which fixes Captum 0.9's wrong results for adjacent hooked modules (ReLU → MaxPool) and for
-    activations whose input is also used elsewhere. Operations that are not element-wise
-    (LayerNorm, attention softmax, products) stay linearised, and Captum's max-pool rule loses
-    mass where pooling windows overlap (ResNet's 3×3/2 stem pool); the completeness gap
-    measures how much.
+    ``rules`` chooses how non-linear operations get their multipliers:
 
-    Reused modules are refused: the classifier's ``reused_modules`` (set by the model zoo) at
-    construction, and any hooked module seen running twice in a one-image probe forward at
-    the first ``explain``. In-place activations are accepted: Captum (≥ 0.8) hooks them with
-    a forward pre-hook that hands the module a clone, and the tests check that in-place and
+    * ``"exact"`` (``deeplift_exact``): every non-linear operation of a timm ViT has an exact
+      rule — rescale for element-wise activations, closed-form rules for LayerNorm and the
+      softmax, the Shapley split for the attention matmuls — so Σ attribution equals
+      ``f(x) − mean_b f(b)`` to rounding (median relative gap ~1e-4 on ViT-Tiny / DeiT-Tiny).
+      Max-pooling and other unknown non-linear modules pass plain gradients.
+    * ``"captum"``: Captum's ``DeepLiftShap`` with rescale rules registered for every
+      element-wise activation (``deeplift_rules``; without them Captum treats
+      ReLU6/GELU/SiLU/… as linear), attached through clones of each hooked module's input
+      (``CloneHookDeepLiftShap``: fixes Captum 0.9's wrong results for adjacent hooked modules
+      and for activations whose input is also used elsewhere). LayerNorm, softmax and products
+      stay linearised; Captum's max-pool rule loses mass where pooling windows overlap.
+    * ``"auto"`` (default): ``"exact"`` for models with timm attention, LayerNorm or softmax
+      modules, ``"captum"`` otherwise (CNNs keep the results they always had). The
+      completeness gap column measures what either leaves out.
+
+    With Captum's rules, reused modules are refused: the classifier's ``reused_modules`` (set
+    by the model zoo) at construction, and any hooked module seen running twice in a one-image
+    probe forward at the first ``explain``; the exact rules keep no per-module state, so
+    reuse is fine there. In-place activations are accepted: Captum (≥ 0.8) hooks them with a
+    forward pre-hook that hands the module a clone, and the tests check that in-place and
     out-of-place copies of a model give identical attributions.
 
     Captum does no internal batching here: one call sees ``2 · N · n_baselines`` rows.
@@ -98,39 +108,48 @@ class DeepLiftShapExplainer(Explainer):
         baselines: BaselineKind = "uniform",
         seed: int = 0,
         internal_batch_size: int | None = None,
+        rules: RulesKind = "auto",
     ):
         check_choice("deeplift_shap", "baselines", baselines, BASELINE_KINDS)
+        check_choice("deeplift_shap", "rules", rules, RULES_KINDS)
         if int(n_baselines) < 2:
             # Captum asserts more than one baseline (a single one is plain DeepLift).
             raise ConfigError(f"deeplift_shap: n_baselines must be ≥ 2, got {n_baselines}")
         if internal_batch_size is not None and int(internal_batch_size) < 1:
             raise ConfigError("deeplift_shap: internal_batch_size must be ≥ 1 or None")
-        reused = list(getattr(classifier, "reused_modules", None) or [])
-        if reused:
-            raise _reuse_error(getattr(classifier, "name", type(classifier).__name__), reused)
+        self._init_engine(classifier, rules, internal_batch_size)
         super().__init__(
             classifier,
             n_baselines=int(n_baselines),
             baselines=baselines,
             seed=int(seed),
             internal_batch_size=internal_batch_size,
+            rules=rules,
         )
         self.n_baselines = int(n_baselines)
         self.baselines = baselines
         self.seed = int(seed)
+
+    def _init_engine(self, classifier: Classifier, rules: str, internal_batch_size: int | None) -> None:
+        """Resolve ``rules``, refuse reuse under Captum's rules, build the engine and caches."""
+        #: The rules actually used: "exact" or "captum" ("auto" resolved for this model).
+        self.rules_used = choose_rules(classifier, rules)
+        reused = list(getattr(classifier, "reused_modules", None) or [])
+        if reused and self.rules_used == "captum":
+            raise _reuse_error(getattr(classifier, "name", type(classifier).__name__), reused)
         self.internal_batch_size = None if internal_batch_size is None else int(internal_batch_size)
         #: The element-wise activation classes that have a DeepLIFT rule (for provenance).
         self.rule_classes = register_elementwise_rules()
-        self._deeplift_shap = CloneHookDeepLiftShap(classifier, multiply_by_inputs=True)
+        self._engine = make_engine(classifier, self.rules_used)
         self._baseline_cache: dict[tuple, Tensor] = {}
         self._mean_baseline_logits: dict[tuple, Tensor] = {}
         self._probed = False
 
     @classmethod
-    def incompatibility(cls, classifier: nn.Module) -> str | None:
-        """Why the planner must skip this model (reused activation modules), or None."""
+    def incompatibility(cls, classifier: nn.Module, rules: str = "auto") -> str | None:
+        """Why the planner must skip this model (reused modules under Captum's rules), or None."""
         reused = list(getattr(classifier, "reused_modules", None) or [])
-        if reused:
+        if reused and choose_rules(classifier, rules) == "captum":
             return str(_reuse_error(getattr(classifier, "name", type(classifier).__name__), reused))
         return None
 
@@ -159,7 +178,7 @@ class DeepLiftShapExplainer(Explainer):
     def explain(self, x01: Tensor, target: Tensor) -> Tensor:
         x, t = prepare(self.classifier, x01, target)
         register_elementwise_rules()  # cheap; covers activation classes imported since __init__
-        if not self._probed:
+        if not self._probed and self.rules_used == "captum":
             reused = find_reused_hooked_modules(self.classifier, x[:1])
             if reused:
                 raise _reuse_error(getattr(self.classifier, "name", "model"), reused)
@@ -171,7 +190,7 @@ class DeepLiftShapExplainer(Explainer):
         for start in range(0, x.shape[0], step):
             with quiet_captum():
                 parts.append(
-                    self._deeplift_shap.attribute(
+                    self._engine.attribute(
                         x[start : start + step], baselines=baselines, target=t[start : start + step]
                     ).detach()
                 )
