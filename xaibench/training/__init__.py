@@ -7,6 +7,8 @@ Layering: this package sits above ``xaibench.models`` (architectures, weight loa
 * ``loop``: the one training loop (``fit``) and the seed streams (``derived_seed``).
 * ``digits``: the digits CNN models that train on first use (registers ``digits_cnn``,
   ``digits_cnn_fpa``, ``digits_cnn_rect``, ``digits_cnn_pgd``).
+* ``digits_vit``: the small timm ViT on digits that trains on first use (registers
+  ``digits_vit``).
 * ``train``: any timm architecture on any dataset (``train_classifier``) and the ``trained``
   model that loads the result (registered here).
 * ``runs``: several models in one call (``train_models``), what ``xaibench train`` runs.
@@ -26,6 +28,7 @@ from .augment import (
     build_augmentation,
 )
 from .digits import DigitsTraining, build_digits_cnn, digits_cache_path, train_digits_cnn
+from .digits_vit import digits_vit_cache_path, train_digits_vit
 from .loop import derived_seed, fit, seeded_build
 from .runs import TrainedModel, TrainJob, TrainPlan, plan_training, train_models
 from .train import TrainConfig, TrainResult, load_trained, make_config, train_classifier
@@ -50,6 +53,7 @@ __all__ = [
     "build_digits_cnn",
     "derived_seed",
     "digits_cache_path",
+    "digits_vit_cache_path",
     "fit",
     "load_trained",
     "make_config",
@@ -57,5 +61,6 @@ __all__ = [
     "seeded_build",
     "train_classifier",
     "train_digits_cnn",
+    "train_digits_vit",
     "train_models",
 ]

@@ -147,7 +147,8 @@ def digits_cache_path(
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
+    """Run the block with one torch thread (the digits models train this way), then restore."""
     # One thread: the reduction order (so the weights) does not depend on the machine's
     # core count, and OpenMP threads cannot stall spinning on shared cores (seen: 6 s on
     # one thread vs up to 60 s on two). The network is too small to gain from more.
@@ -176,7 +177,7 @@ def train_digits_cnn(
 ) -> tuple[dict[str, Tensor], float]:
     """Train from scratch (seeded, deterministic, one thread); state dict and test accuracy."""
     training = training or DigitsTraining()
-    with _one_thread():
+    with one_thread():
         pixels, labels = digits_arrays("train", image_size)
         network = seeded_build(seed, lambda: DigitsCNN(width))
         classifier = wrap_digits_cnn(network, image_size)
@@ -191,7 +192,8 @@ def train_digits_cnn(
     return state, accuracy
 
 
-def _load_cached(path: Path, sidecar: Path, config: dict[str, Any]) -> tuple[dict[str, Tensor], dict] | None:
+def load_cached(path: Path, sidecar: Path, config: dict[str, Any]) -> tuple[dict[str, Tensor], dict] | None:
+    """``(state dict, sidecar)`` when both files exist and the sidecar's config is ``config``, else None."""
     if not (path.is_file() and sidecar.is_file()):
         return None
     try:
@@ -202,6 +204,14 @@ def _load_cached(path: Path, sidecar: Path, config: dict[str, Any]) -> tuple[dic
     except Exception:  # any damaged cache entry is retrained, never fatal
         return None
     return state, meta
+
+
+def save_cached(path: Path, state: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Write the weights to ``path`` and ``meta`` to its JSON sidecar, each atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic_bytes(path, buffer.getvalue())
+    write_atomic_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
 
 
 def _describe_training(training: DigitsTraining) -> str:
@@ -222,7 +232,7 @@ def _describe_training(training: DigitsTraining) -> str:
 def _robust_accuracy(state: dict[str, Tensor], width: int, image_size: int, attack: PGD) -> float:
     classifier = load_digits_cnn(state, width=width, image_size=image_size)
     pixels, labels = digits_arrays("test", image_size)
-    with _one_thread():
+    with one_thread():
         return accuracy_under_attack(classifier, pixels, labels, attack, seed=_ROBUST_EVAL_SEED)
 
 
@@ -249,10 +259,7 @@ def _train_and_cache(
     attack = training.attack()
     if attack is not None:
         meta["pgd_test_accuracy"] = _robust_accuracy(state, width, image_size, attack)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic_bytes(path, buffer.getvalue())
-    write_atomic_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
+    save_cached(path, state, meta)
     return state, meta, seconds
 
 
@@ -272,7 +279,7 @@ def build_digits_cnn(
         augmenter.check_size(image_size, image_size)
     config = _config(epochs, width, image_size, seed, training)
     path = digits_cache_path(epochs, width, image_size, seed, training)
-    cached = _load_cached(path, path.with_suffix(".json"), config)
+    cached = load_cached(path, path.with_suffix(".json"), config)
     if cached is not None:
         state, meta = cached
         notes = [f"{name} weights loaded from cache {path}"]
@@ -412,5 +419,8 @@ __all__ = [
     "build_digits_cnn",
     "digits_accuracy",
     "digits_cache_path",
+    "load_cached",
+    "one_thread",
+    "save_cached",
     "train_digits_cnn",
 ]
