@@ -30,7 +30,7 @@ def needs_exact_rules(classifier: nn.Module) -> bool:
     """Whether Captum's rules would linearise an operation the exact rules cover."""
     if has_attention(classifier):
         return True
-    return any(isinstance(m, nn.LayerNorm | nn.Softmax | nn.MultiheadAttention) for m in classifier.modules())
+    return any(isinstance(m, nn.LayerNorm | nn.Softmax) for m in classifier.modules())
 
 
 def choose_rules(classifier: nn.Module, rules: str) -> str:

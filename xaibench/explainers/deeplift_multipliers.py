@@ -42,8 +42,8 @@ from torch import Tensor
 #: most ``RESCALE_TOL · |φ'|`` per element).
 RESCALE_TOL = 1e-6
 #: A rule's own value may differ from the module's output by this much (relative to the
-#: output's scale) before it is refused: recomputing in another order rounds differently, a
-#: different function does not.
+#: output's scale; 4 epsilons for bf16/fp16 outputs under autocast) before it is refused:
+#: recomputing in another order rounds differently, a different function does not.
 VALUE_TOLERANCE = 1e-3
 
 
@@ -57,6 +57,8 @@ def halves(t: Tensor) -> tuple[Tensor, Tensor]:
     if 2 * half != t.shape[0]:
         raise RuntimeError(f"two-stream batch needs an even number of rows, got {t.shape[0]}")
     t = t.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):  # rules in float32 under autocast
+        t = t.float()
     return t[:half], t[half:]
 
 
@@ -70,8 +72,10 @@ def _check(own: Tensor, out: Tensor, what: str) -> None:
     if not out.numel():
         return
     scale = float(out.abs().max())
-    error = float((own - out).abs().max())
-    if not error <= VALUE_TOLERANCE * max(scale, 1.0):
+    error = float((own - out.float()).abs().max())
+    # bf16 / fp16 outputs (autocast) carry their own rounding: a few units of their epsilon.
+    tolerance = max(VALUE_TOLERANCE, 4 * torch.finfo(out.dtype).eps)
+    if not error <= tolerance * max(scale, 1.0):
         raise RuleMismatch(
             f"the exact DeepLIFT rule for {what} gives values {error:.3g} away from the "
             f"module's output (scale {scale:.3g}): the module computes something else"
@@ -163,7 +167,7 @@ class _Softmax(torch.autograd.Function):
         e1, e0 = z1.exp(), z0.exp()
         slope = _secant(e1 - e0, z1 - z0, lambda _mask: ((z1 + z0) / 2).exp())
         s1, s0 = e1.sum(dim=dim, keepdim=True), e0.sum(dim=dim, keepdim=True)
-        _check(e1 / s1, halves(out)[0], "softmax")
+        _check(e1 / s1, out.detach()[: out.shape[0] // 2], "softmax")
         # p = e·r, r = 1/s: Δp = Δe·r̄ + ē·Δr, Δr = −Δs/(s·s₀), Δs = ΣΔe, Δe = slope·Δz.
         ctx.save_for_backward(slope, (e1 + e0) / 2, (1 / s1 + 1 / s0) / 2, -1 / (s1 * s0))
         ctx.dim = dim if dim < 0 else dim + 1  # on the paired view, with its leading stream axis
@@ -199,7 +203,7 @@ class _LayerNorm(torch.autograd.Function):
             own = own * weight
         if bias is not None:
             own = own + bias
-        _check(own, halves(out)[0], "LayerNorm")
+        _check(own, out.detach()[: out.shape[0] // 2], "LayerNorm")
         # n = c·r: Δn = Δc·r̄ + c̄·Δr; Δr = r_slope·Δu; Δu = mean((c + c₀)·Δc); Δc = Δx − mean(Δx).
         ctx.save_for_backward(c1 + c0, (u1.rsqrt() + u0.rsqrt()) / 2, _rsqrt_secant(u1, u0), weight)
         ctx.dims = tuple(d if d < 0 else d + 1 for d in dims)  # on the paired view
