@@ -15,6 +15,11 @@ explainer, with 95 % bootstrap intervals over originals (each original's rows av
 
 each for all rows and split by ``attack_image_source`` (the attack image is of the running-up
 class, or the most confident other pool image), and the per-model accuracy on the originals.
+
+With ``--compare A B`` it also prints E5 (the paper's Table 1: ViT explanations more fragile,
+ViT confidence less affected) for every explainer both models ran: the paired per-original
+difference A − B (the same originals) of eXIAA's explanation change and confidence drop at the
+reference point, and at how many grid points A's change is higher and A's drop lower.
 """
 
 from __future__ import annotations
@@ -124,6 +129,48 @@ def report(frame: pd.DataFrame, reference: dict[str, float]) -> dict[str, Any]:
     return out
 
 
+def _model_difference(rows: pd.DataFrame, a: str, b: str, metric: str) -> pd.Series:
+    exiaa = rows[rows["attack_name"] == ATTACK]
+    first = per_original(exiaa[exiaa["model"] == a], metric)
+    second = per_original(exiaa[exiaa["model"] == b], metric)
+    return (first - second).dropna()
+
+
+def compare_models(frame: pd.DataFrame, a: str, b: str, reference: dict[str, float]) -> dict[str, Any]:
+    """E5 per explainer: model ``a`` minus model ``b`` on the same originals (eXIAA rows)."""
+    out: dict[str, Any] = {}
+    shared = set(frame[frame["model"] == a]["explainer"]) & set(frame[frame["model"] == b]["explainer"])
+    for explainer in sorted(shared):
+        rows = frame[(frame["explainer"] == explainer) & frame["model"].isin([a, b])]
+        at = rows[np.isclose(rows["alpha"], reference["alpha"]) & np.isclose(rows["topk"], reference["topk"])]
+        exiaa = at[at["attack_name"] == ATTACK]
+        points = change_higher = drop_lower = 0
+        for _, group in rows.groupby(["alpha", "topk"]):
+            change, drop = _model_difference(group, a, b, CHANGE), _model_difference(group, a, b, DROP)
+            if change.empty:
+                continue
+            points += 1
+            change_higher += change.mean() > 0
+            drop_lower += drop.mean() < 0
+        key = f"E5|{a}|{b}|{explainer}"
+        out[explainer] = {
+            "change": {m: interval(per_original(exiaa[exiaa["model"] == m], CHANGE), f"{key}|c{m}") for m in (a, b)},
+            "drop": {m: interval(per_original(exiaa[exiaa["model"] == m], DROP), f"{key}|d{m}") for m in (a, b)},
+            "change_difference": interval(_model_difference(at, a, b, CHANGE), f"{key}|cd"),
+            "drop_difference": interval(_model_difference(at, a, b, DROP), f"{key}|dd"),
+            "points": points, "change_higher": int(change_higher), "drop_lower": int(drop_lower),
+        }
+    return out
+
+
+def show_comparison(result: dict[str, Any], a: str, b: str) -> None:
+    print(f"\n## E5: {a} − {b} (eXIAA, paired over the same originals)")
+    for explainer, c in result.items():
+        print(f"  {explainer}: change {text(c['change'][a])} vs {text(c['change'][b])}, diff {text(c['change_difference'], 2)}; "
+              f"drop {text(c['drop'][a], 2)} vs {text(c['drop'][b], 2)} pp, diff {text(c['drop_difference'], 2)}; "
+              f"{a} change higher at {c['change_higher']}/{c['points']} points, drop lower at {c['drop_lower']}/{c['points']}")
+
+
 def show(result: dict[str, Any]) -> None:
     for pair, entry in result.items():
         print(f"\n## {pair}: {entry['originals']} originals, accuracy {entry['accuracy']:.2f}, {entry['grid']}")
@@ -147,12 +194,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--alpha", type=float, default=0.15)
     parser.add_argument("--topk", type=float, default=0.2)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None, help="E5: model A against model B")
     args = parser.parse_args(argv)
     frame = pd.concat([read_table(folder, "robustness") for folder in args.results], ignore_index=True)
     if args.suite:
         frame = frame[frame["suite"] == args.suite]
-    result = report(frame, {"alpha": args.alpha, "topk": args.topk})
+    reference = {"alpha": args.alpha, "topk": args.topk}
+    result = report(frame, reference)
     show(result)
+    if args.compare:
+        result["E5"] = compare_models(frame, *args.compare, reference)
+        show_comparison(result["E5"], *args.compare)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1, default=float)

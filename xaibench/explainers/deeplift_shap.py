@@ -90,7 +90,7 @@ class DeepLiftShapExplainer(Explainer):
     """
 
     title = "DeepLIFT SHAP"
-    summary = "DeepLIFT (rescale rule) averaged over a fixed, seeded set of baseline images"
+    summary = "DeepLIFT (rescale rule; exact rules on ViTs) averaged over a fixed, seeded set of baseline images"
     uses_baseline = True
     multiplies_by_inputs = True
     has_completeness = True
