@@ -14,7 +14,14 @@ from ..device import device_name
 from ..errors import XaibenchError
 from ..types import Classifier, Explainer
 from . import unit_progress
-from .chunking import ChunkSizes, TuningCache, candidate_sizes, measure_best_size, run_in_chunks
+from .chunking import (
+    ChunkSizes,
+    TuningCache,
+    candidate_sizes,
+    load_per_cpu,
+    measure_best_size,
+    run_in_chunks,
+)
 from .outputs import check_attributions
 
 
@@ -216,9 +223,10 @@ class ModelAccess:
                         explainer.explain(images[:size], targets[:size])
                 self._sync()
 
+            load = load_per_cpu()  # before timing: a busy machine's timings are not kept for later runs
             best, timings = measure_best_size(compute, candidates)
             self.sizes.set(key, best, f"measured: {', '.join(f'{k}: {v * 1e3:.1f} ms/img' for k, v in timings.items())}")
-            cache.put(cache_key, best, timings, f"{key[0]} × {key[1]} × {stage}")
+            cache.put(cache_key, best, timings, f"{key[0]} × {key[1]} × {stage}", load=load)
 
 
 def tune_access(access: ModelAccess, pixels: Tensor, model: Any, explainer_name: str, explainer_params: dict[str, Any],
