@@ -51,6 +51,16 @@ TOLERANCES = {
     "confidence_drop_pct": {"rtol": 0.0, "atol": 1e-3},  # percentage points
 }
 METRICS = tuple(TOLERANCES)
+#: A row may differ by up to this when the two sides' kernels put another entry at the top-k
+#: boundary of the attack image's map (so x̂ differs in a few entries). Error analysis on
+#: Lite0 saliency (docs/performance.md, "Runner vs naive loop: why outputs can differ"): a
+#: relative perturbation of 1e-5 of the attack image's map moves the boundary at 3 of 18 grid
+#: points (≤ 0.062 pp change, ≤ 0.005 pp drop), 1e-4 at all 18 (≤ 0.34 pp, ≤ 0.048 pp); batch-1
+#: vs batched oneDNN kernels on an Intel Xeon gave 0.266 / 0.0175 pp. Beyond these bounds, or
+#: with means that disagree, the outputs differ for another reason.
+BOUNDARY_TOLERANCES = {"explanation_change_pct": 0.5, "ssim": 1e-3, "confidence_drop_pct": 0.1}
+#: The mean over rows must agree this closely even when single rows are boundary ties.
+MEAN_TOLERANCES = {"explanation_change_pct": 0.05, "ssim": 1e-4, "confidence_drop_pct": 0.01}
 
 
 @dataclass
@@ -318,13 +328,21 @@ def compare_rows(runner: Any, naive: list[dict[str, Any]]) -> dict[str, Any]:
     same_attack_images = bool((both["attack_image_id_runner"] == both["attack_image_id_naive"]).all())
     result: dict[str, Any] = {"rows": int(len(both)), "unmatched_rows": unmatched, "same_attack_images": same_attack_images}
     ok = unmatched == 0 and same_attack_images and len(both) > 0
+    ties = 0
     for metric in METRICS:
         a = both[f"{metric}_runner"].to_numpy(dtype=float)
         b = both[f"{metric}_naive"].to_numpy(dtype=float)
         diff = np.abs(a - b)
         result[f"max_abs_diff_{metric}"] = float(diff.max()) if diff.size else float("nan")
         tol = TOLERANCES[metric]
-        ok = ok and bool(np.allclose(a, b, rtol=tol["rtol"], atol=tol["atol"], equal_nan=True))
+        strict = np.isclose(a, b, rtol=tol["rtol"], atol=tol["atol"], equal_nan=True)
+        boundary = diff <= BOUNDARY_TOLERANCES[metric]
+        mean_gap = abs(float(np.nanmean(a) - np.nanmean(b))) if diff.size else 0.0
+        result[f"mean_abs_diff_{metric}"] = mean_gap
+        ties = max(ties, int((~strict).sum()))
+        ok = ok and bool((strict | boundary).all()) and mean_gap <= MEAN_TOLERANCES[metric]
+    # Rows beyond the strict tolerance but within the top-k boundary bound (see BOUNDARY_TOLERANCES).
+    result["boundary_tie_rows"] = ties
     result["match"] = ok
     return result
 
