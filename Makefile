@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench gpu-wheels clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP)
 # Performance benchmarks (docs/performance.md): < 10 min on 2 CPU cores; rewrites that page's results.
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.run
+
+# What benchmarks/gpu.sh needs on the GPU machine (no network there): wheels and an ImageNet slice
+# in the ignored .gpu/ (docs/performance.md, section GPU).
+gpu-wheels: $(STAMP)
+	PYTHON=$(BIN)/python bash benchmarks/gpu_carry.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check xaibench tests benchmarks
