@@ -54,12 +54,13 @@ echo "== environment"; cat "$LOGS/env.txt"
 
 # 2. The CUDA-marked tests (skipped with the reason on a CPU).
 echo "== cuda tests"
-timeout "$(limit 150)" $PY -m pytest -q -p no:cacheprovider -m cuda -rs tests > "$LOGS/tests.log" 2>&1
+timeout "$(limit 150)" $PY -m pytest -q -p no:cacheprovider -m cuda -rs tests/test_cuda.py > "$LOGS/tests.log" 2>&1
 echo "tests rc=$?: $(tail -1 "$LOGS/tests.log")"
 
 # 3. The benchmarks on the device.
 echo "== benchmarks"
-QFLAG=(); [ "$QUICK" = 1 ] && QFLAG=(--quick)
+# Quick (the dry run): the grid benchmarks only; tests/benchmarks/test_bench_smoke.py covers the rest.
+QFLAG=(); [ "$QUICK" = 1 ] && QFLAG=(--quick --only grid)
 timeout "$(limit 240)" $PY -m benchmarks.run --device "$DEVICE" --no-docs --json "$OUT/bench.json" "${QFLAG[@]}" > "$LOGS/bench.log" 2>&1
 echo "bench rc=$?"
 
