@@ -153,3 +153,24 @@ def test_registered_metadata() -> None:
 def test_mismatched_rows_are_errors() -> None:
     with pytest.raises(ValueError, match="shape"):
         ExplanationChangePct()(expl_original=torch.zeros(2, 1, 4, 4), expl_corrupted=torch.zeros(3, 1, 4, 4))
+
+
+@pytest.mark.kernels
+def test_runs_of_the_same_clean_explanation_give_the_per_row_values() -> None:
+    """The runner passes each clean map once per attacked copy, in runs; both sorting metrics
+    rank such a run once. The values must be those of each row computed alone."""
+    generator = torch.Generator().manual_seed(7)
+    originals = torch.randn(3, 3, 8, 8, generator=generator)
+    originals[2] = torch.randint(-2, 3, (3, 8, 8), generator=generator).float()  # ties
+    clean = originals.repeat_interleave(torch.tensor([4, 1, 3]), dim=0)
+    corrupted = clean + 0.5 * torch.randn(clean.shape, generator=generator)
+    for metric in (TopKIntersection(fraction=0.1), RankCorrelation()):
+        together = metric(expl_original=clean, expl_corrupted=corrupted)
+        alone = torch.cat([metric(expl_original=clean[i : i + 1], expl_corrupted=corrupted[i : i + 1]) for i in range(8)])
+        torch.testing.assert_close(together, alone, rtol=1e-12, atol=1e-12)
+        expected = [
+            reference_topk_intersection(a.flatten().numpy(), b.flatten().numpy(), 0.1)
+            if isinstance(metric, TopKIntersection) else spearmanr(a.flatten().numpy(), b.flatten().numpy())[0]
+            for a, b in zip(clean, corrupted, strict=True)
+        ]
+        np.testing.assert_allclose(together.numpy(), expected, atol=1e-12)

@@ -161,13 +161,27 @@ class PredictionFlipped(_RowMetric):
         return flipped.to(torch.float64)
 
 
-def _topk_membership(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Indices of the ``k`` largest ``|values|`` per row (ties: lower flat index first)
-    and a boolean ``rows×D`` mask of them."""
-    order = torch.sort(values.abs(), dim=1, descending=True, stable=True).indices[:, :k]
-    mask = torch.zeros(values.shape, dtype=torch.bool, device=values.device)
-    mask.scatter_(1, order, True)
-    return order, mask
+def _consecutive_unique(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """``(distinct, index)`` with ``distinct[index] == rows``, merging rows equal to the row
+    before them. The runner passes the clean explanation once per attacked copy, in runs of
+    the same original, so its ranks are computed once per run instead of once per row."""
+    if rows.shape[0] < 2:
+        return rows, torch.arange(rows.shape[0], device=rows.device)
+    new = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
+    new[1:] = (rows[1:] != rows[:-1]).any(dim=1)
+    return rows[new], torch.cumsum(new, dim=0) - 1
+
+
+def _topk_mask(values: Tensor, k: int) -> Tensor:
+    """Boolean ``rows×D`` mask of the ``k`` largest ``|values|`` per row, ties at the k-th
+    value taken in flat-index order (what a stable descending sort would keep), without a
+    full sort: ``torch.topk`` finds the k-th value, a cumulative sum picks among its ties."""
+    magnitude = values.abs()
+    kth = torch.topk(magnitude, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+    above = magnitude > kth
+    tied = magnitude == kth
+    room = k - above.sum(dim=1, keepdim=True)
+    return above | (tied & (torch.cumsum(tied, dim=1) <= room))
 
 
 @metrics.register("topk_intersection")
@@ -202,9 +216,8 @@ class TopKIntersection(_RowMetric):
         k = max(1, int(_ceil_fraction(self.fraction, entries)))
         out = torch.empty(a.shape[0], dtype=torch.float64, device=a.device)
         for rows in _row_chunks(a.shape[0], entries):
-            top_clean, _mask = _topk_membership(a[rows], k)
-            _order, in_top_corrupted = _topk_membership(b[rows], k)
-            shared = in_top_corrupted.gather(1, top_clean).sum(dim=1)
+            distinct, index = _consecutive_unique(a[rows])
+            shared = (_topk_mask(distinct, k)[index] & _topk_mask(b[rows], k)).sum(dim=1)
             out[rows] = shared.to(torch.float64) / k
         return out
 
@@ -253,7 +266,8 @@ class RankCorrelation(_RowMetric):
         b = expl_corrupted.flatten(1)
         out = torch.empty(a.shape[0], dtype=torch.float64, device=a.device)
         for rows in _row_chunks(a.shape[0], 4 * a.shape[1]):
-            ra = average_ranks(a[rows])
+            distinct, index = _consecutive_unique(a[rows])
+            ra = average_ranks(distinct)[index]
             rb = average_ranks(b[rows])
             ra = ra - ra.mean(dim=1, keepdim=True)
             rb = rb - rb.mean(dim=1, keepdim=True)
