@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, get_args
 
-from captum.attr import DeepLift
 from torch import Tensor, nn
 
 from .attention_routing import has_attention
 from .deeplift_exact import ExactDeepLift
-from .deeplift_rules import CloneHookDeepLiftShap, _hook_through_clone
+from .deeplift_rules import CloneHookDeepLift, CloneHookDeepLiftShap
 
 RulesKind = Literal["auto", "exact", "captum"]
 RULES_KINDS: tuple[str, ...] = get_args(RulesKind)
@@ -38,17 +37,6 @@ def choose_rules(classifier: nn.Module, rules: str) -> str:
     if rules != "auto":
         return rules
     return "exact" if needs_exact_rules(classifier) else "captum"
-
-
-class CloneHookDeepLift(DeepLift):
-    """Captum's ``DeepLift`` (one baseline) with each rule hooked on a clone of the input."""
-
-    def _register_hooks(self, module: nn.Module, attribute_to_layer_input: bool = True) -> None:
-        if not self._can_register_hook(module):
-            return
-        self.forward_handles.append(module.register_forward_hook(self._forward_hook))
-        self.forward_handles.append(module.register_forward_pre_hook(self._forward_pre_hook))
-        self.backward_handles.extend(_hook_through_clone(module, self._backward_hook))
 
 
 class CaptumEngine:

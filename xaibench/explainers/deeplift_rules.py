@@ -36,7 +36,7 @@ import sys
 from collections.abc import Callable
 
 import torch
-from captum.attr import DeepLiftShap
+from captum.attr import DeepLift, DeepLiftShap
 from captum.attr._core import deep_lift as _deep_lift
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -185,13 +185,21 @@ def _hook_through_clone(
     return [module.register_forward_pre_hook(pre_hook), module.register_forward_hook(forward_hook)]
 
 
-class CloneHookDeepLiftShap(DeepLiftShap):
-    """Captum's ``DeepLiftShap`` with each rule hooked on a clone of the module's input."""
+class _CloneHooks:
+    """Captum's DeepLIFT hook registration with each rule hooked on a clone of the input."""
 
     def _register_hooks(self, module: nn.Module, attribute_to_layer_input: bool = True) -> None:
-        if not self._can_register_hook(module):
+        if not self._can_register_hook(module):  # type: ignore[attr-defined]
             return
         # Same order as Captum: record input/output first, then the gradient hooks.
-        self.forward_handles.append(module.register_forward_hook(self._forward_hook))
-        self.forward_handles.append(module.register_forward_pre_hook(self._forward_pre_hook))
-        self.backward_handles.extend(_hook_through_clone(module, self._backward_hook))
+        self.forward_handles.append(module.register_forward_hook(self._forward_hook))  # type: ignore[attr-defined]
+        self.forward_handles.append(module.register_forward_pre_hook(self._forward_pre_hook))  # type: ignore[attr-defined]
+        self.backward_handles.extend(_hook_through_clone(module, self._backward_hook))  # type: ignore[attr-defined]
+
+
+class CloneHookDeepLiftShap(_CloneHooks, DeepLiftShap):
+    """Captum's ``DeepLiftShap`` with each rule hooked on a clone of the module's input."""
+
+
+class CloneHookDeepLift(_CloneHooks, DeepLift):
+    """Captum's ``DeepLift`` (one baseline) with each rule hooked on a clone of the input."""

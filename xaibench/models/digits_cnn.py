@@ -50,14 +50,15 @@ class DigitsCNN(nn.Module):
 
 
 def wrap_digits_cnn(
-    network: DigitsCNN,
+    network: nn.Module,
     image_size: int,
     *,
     name: str = "digits_cnn",
     source: str = "",
     notes: Sequence[str] = (),
 ) -> Classifier:
-    """``network`` as a ``Classifier``: 1 channel of ``image_size²`` pixels in ``[0, 1]``, 10 digits."""
+    """``network`` (the digits CNN, or any 1-channel, 10-logit digits network such as the
+    digits ViT) as a ``Classifier``: 1 channel of ``image_size²`` pixels in ``[0, 1]``, 10 digits."""
     return Classifier(
         network,
         name=name,

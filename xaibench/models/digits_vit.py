@@ -11,7 +11,8 @@ class token, each patch covering 2×2 of the native 8×8 digit pixels. 4×4-pixe
 8×8 grid) cost about five times as much per epoch on the CPU and need more epochs to reach
 the same accuracy (docs/training.md). No dropout, no stochastic depth.
 
-This module is the architecture only. The registered model that trains it on first use
+It is wrapped as a ``Classifier`` by the digits CNN's ``wrap_digits_cnn`` (same input, same
+classes). This module is the architecture only. The registered model that trains it on first use
 (``digits_vit``), its training and its weight cache are in ``xaibench.training.digits_vit``.
 """
 
@@ -23,7 +24,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
 from ..types import Classifier
-from .digits_cnn import DIGITS_MEAN, DIGITS_STD, NUM_CLASSES
+from .digits_cnn import NUM_CLASSES, wrap_digits_cnn
 
 PATCH_SIZE = 8
 NUM_HEADS = 4
@@ -63,29 +64,6 @@ def digits_vit_network(
     )
 
 
-def wrap_digits_vit(
-    network: VisionTransformer,
-    image_size: int,
-    *,
-    name: str = "digits_vit",
-    source: str = "",
-    notes: Sequence[str] = (),
-) -> Classifier:
-    """``network`` as a ``Classifier``: 1 channel of ``image_size²`` pixels in ``[0, 1]``, 10 digits."""
-    return Classifier(
-        network,
-        name=name,
-        num_classes=NUM_CLASSES,
-        input_size=(image_size, image_size),
-        mean=DIGITS_MEAN,
-        std=DIGITS_STD,
-        in_channels=1,
-        class_names=[str(d) for d in range(NUM_CLASSES)],
-        pretrained_source=source,
-        notes=list(notes),
-    )
-
-
 def load_digits_vit(
     state: Mapping[str, Tensor],
     *,
@@ -99,7 +77,7 @@ def load_digits_vit(
     """A ``Classifier`` around ``digits_vit_network(width, depth, image_size)`` holding ``state``."""
     network = digits_vit_network(width, depth, image_size)
     network.load_state_dict(state)
-    return wrap_digits_vit(network, image_size, name=name, source=source, notes=notes)
+    return wrap_digits_cnn(network, image_size, name=name, source=source, notes=notes)
 
 
 __all__ = [
@@ -108,5 +86,4 @@ __all__ = [
     "PATCH_SIZE",
     "digits_vit_network",
     "load_digits_vit",
-    "wrap_digits_vit",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +214,20 @@ def save_cached(path: Path, state: dict[str, Tensor], meta: dict[str, Any]) -> N
     write_atomic_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
 
 
+def load_or_train(
+    name: str, path: Path, config: dict[str, Any],
+    train_and_cache: Callable[[], tuple[dict[str, Tensor], dict[str, Any], float]],
+) -> tuple[dict[str, Tensor], dict[str, Any], list[str], bool]:
+    """The cached weights of ``config`` at ``path``, or ``train_and_cache()``'s; with the note
+    that says which, and whether they came from the cache."""
+    cached = load_cached(path, path.with_suffix(".json"), config)
+    if cached is not None:
+        state, meta = cached
+        return state, meta, [f"{name} weights loaded from cache {path}"], True
+    state, meta, seconds = train_and_cache()
+    return state, meta, [f"{name} trained now in {seconds:.1f} s and cached at {path}"], False
+
+
 def _describe_training(training: DigitsTraining) -> str:
     parts = []
     if training.augmentation != "none":
@@ -279,13 +293,9 @@ def build_digits_cnn(
         augmenter.check_size(image_size, image_size)
     config = _config(epochs, width, image_size, seed, training)
     path = digits_cache_path(epochs, width, image_size, seed, training)
-    cached = load_cached(path, path.with_suffix(".json"), config)
-    if cached is not None:
-        state, meta = cached
-        notes = [f"{name} weights loaded from cache {path}"]
-    else:
-        state, meta, seconds = _train_and_cache(path, config, epochs, width, image_size, seed, training)
-        notes = [f"{name} trained now in {seconds:.1f} s and cached at {path}"]
+    state, meta, notes, cached = load_or_train(
+        name, path, config, lambda: _train_and_cache(path, config, epochs, width, image_size, seed, training)
+    )
     source = (
         f"trained on scikit-learn digits{_describe_training(training)} (train split: "
         f"{meta['n_train']} images, {epochs} epochs, seed {seed}, test accuracy "
@@ -305,7 +315,7 @@ def build_digits_cnn(
         "test_accuracy": float(meta["test_accuracy"]),
         "train_seconds": meta.get("train_seconds"),
         "cache_path": str(path),
-        "cached": cached is not None,
+        "cached": cached,
     }
     if "pgd_test_accuracy" in meta:
         classifier.training_info["pgd_test_accuracy"] = float(meta["pgd_test_accuracy"])
@@ -420,6 +430,7 @@ __all__ = [
     "digits_accuracy",
     "digits_cache_path",
     "load_cached",
+    "load_or_train",
     "one_thread",
     "save_cached",
     "train_digits_cnn",

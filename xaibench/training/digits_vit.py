@@ -28,17 +28,16 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..hashing import stable_hash
 from ..models.cache import cache_dir
-from ..models.digits_cnn import digits_arrays
+from ..models.digits_cnn import digits_arrays, wrap_digits_cnn
 from ..models.digits_vit import (
     NUM_HEADS,
     PATCH_SIZE,
     digits_vit_network,
     load_digits_vit,
-    wrap_digits_vit,
 )
 from ..registry import models
 from ..types import Classifier
-from .digits import digits_accuracy, load_cached, one_thread, save_cached
+from .digits import digits_accuracy, load_or_train, one_thread, save_cached
 from .loop import fit, seeded_build
 
 #: Bump when training or the architecture changes so stale cached weights are not reused.
@@ -105,7 +104,7 @@ def train_digits_vit(
     with one_thread():
         pixels, labels = digits_arrays("train", image_size)
         network = seeded_build(seed, lambda: digits_vit_network(width, depth, image_size))
-        classifier = wrap_digits_vit(network, image_size)
+        classifier = wrap_digits_cnn(network, image_size, name="digits_vit")
         optimizer = torch.optim.AdamW(
             classifier.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY
         )
@@ -165,13 +164,9 @@ def digits_vit(
     name = "digits_vit"
     config = _config(epochs, width, depth, image_size, seed)
     path = digits_vit_cache_path(epochs, width, depth, image_size, seed)
-    cached = load_cached(path, path.with_suffix(".json"), config)
-    if cached is not None:
-        state, meta = cached
-        notes = [f"{name} weights loaded from cache {path}"]
-    else:
-        state, meta, seconds = _train_and_cache(path, config, epochs, width, depth, image_size, seed)
-        notes = [f"{name} trained now in {seconds:.1f} s and cached at {path}"]
+    state, meta, notes, cached = load_or_train(
+        name, path, config, lambda: _train_and_cache(path, config, epochs, width, depth, image_size, seed)
+    )
     source = (
         f"ViT (patch {PATCH_SIZE}, width {width}, depth {depth}, {NUM_HEADS} heads) trained on "
         f"scikit-learn digits (train split: {meta['n_train']} images, {epochs} epochs, seed {seed}, "
@@ -193,7 +188,7 @@ def digits_vit(
         "test_accuracy": float(meta["test_accuracy"]),
         "train_seconds": meta.get("train_seconds"),
         "cache_path": str(path),
-        "cached": cached is not None,
+        "cached": cached,
     }
     return classifier
 
